@@ -1,0 +1,88 @@
+"""Order-free merging of everything learnt about one call.
+
+Retell retries deliveries and does not guarantee their order (retell-protocol.md A.2), so
+the merged ``Call`` must not depend on arrival order. Each observation gets a *version*, a
+JSON list compared lexicographically: how far along the call's lifecycle its event is,
+then how much transcript it carries, then its body hash as a final tie-break. Every
+column keeps the value from the highest version that carried it, and remembers that
+version. A per-field maximum over a total order is commutative, associative and
+idempotent, so any permutation of the same deliveries, with any duplicates, yields the
+same state; and an older event can never overwrite a newer one or blank a field it lacks
+(``call_ended`` carries no analysis and so cannot erase ``call_analyzed``'s).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+# Lifecycle rank of each event. Unknown events rank between start and end: they may fill
+# gaps but never override the end-of-call data.
+EVENT_RANK: dict[str, int] = {
+    "call_started": 10,
+    "transcript_updated": 20,
+    "transfer_started": 30,
+    "transfer_bridged": 31,
+    "transfer_cancelled": 32,
+    "transfer_ended": 33,
+    "call_ended": 40,
+    "call_analyzed": 50,
+}
+UNKNOWN_EVENT_RANK = 15
+
+# Status only moves forward: the terminal states outrank the live ones whatever arrives last.
+STATUS_RANK: dict[str, int] = {
+    "registered": 0,
+    "ongoing": 1,
+    "not_connected": 2,
+    "ended": 3,
+    "error": 4,
+}
+UNKNOWN_STATUS_RANK = -1
+
+# Bookkeeping keys stored beside the columns in ``Call.field_versions``.
+CALL_OBJECT = "call_object"
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    event: str
+    fields: Mapping[str, Any]
+    call_object: dict[str, Any]
+    version: list[Any]
+
+
+@dataclass(slots=True)
+class MergeResult:
+    updates: dict[str, Any] = field(default_factory=dict)
+    versions: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def observation_version(*, event: str, call: Mapping[str, Any], body_sha256: str) -> list[Any]:
+    transcript = call.get("transcript_object")
+    turns = len(transcript) if isinstance(transcript, list) else 0
+    return [EVENT_RANK.get(event, UNKNOWN_EVENT_RANK), turns, body_sha256]
+
+
+def _field_version(name: str, value: Any, version: list[Any]) -> list[Any]:
+    if name == "status":
+        return [STATUS_RANK.get(value, UNKNOWN_STATUS_RANK), *version]
+    return version
+
+
+def merge(versions: Mapping[str, list[Any]], observation: Observation) -> MergeResult:
+    """What changes when ``observation`` meets a call whose columns have ``versions``."""
+    result = MergeResult()
+    for name, value in observation.fields.items():
+        candidate = _field_version(name, value, observation.version)
+        current = versions.get(name)
+        if current is None or candidate > current:
+            result.updates[name] = value
+            result.versions[name] = candidate
+    current = versions.get(CALL_OBJECT)
+    if current is None or observation.version > current:
+        result.updates[CALL_OBJECT] = observation.call_object
+        result.updates["last_event"] = observation.event
+        result.versions[CALL_OBJECT] = observation.version
+    return result

@@ -1,0 +1,143 @@
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import models
+
+
+class CallStatus(models.TextChoices):
+    REGISTERED = "registered"
+    NOT_CONNECTED = "not_connected"
+    ONGOING = "ongoing"
+    ENDED = "ended"
+    ERROR = "error"
+
+
+class Direction(models.TextChoices):
+    INBOUND = "inbound"
+    OUTBOUND = "outbound"
+
+
+class Sentiment(models.TextChoices):
+    POSITIVE = "Positive"
+    NEUTRAL = "Neutral"
+    NEGATIVE = "Negative"
+    UNKNOWN = "Unknown"
+
+
+class Call(models.Model):
+    """Everything known about one call, merged order-free from its events (see merge.py)."""
+
+    call_id = models.CharField(max_length=128, unique=True)
+    agent_id = models.CharField(max_length=128, blank=True, default="")
+    agent_version = models.IntegerField(null=True, blank=True)
+    agent_name = models.CharField(max_length=255, blank=True, default="")
+    call_type = models.CharField(max_length=32, blank=True, default="")
+    direction = models.CharField(max_length=16, blank=True, default="", choices=Direction.choices)
+    from_number = models.CharField(max_length=64, blank=True, default="")
+    to_number = models.CharField(max_length=64, blank=True, default="")
+    status = models.CharField(max_length=32, blank=True, default="", choices=CallStatus.choices)
+    started_at = models.DateTimeField(null=True, blank=True)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.BigIntegerField(null=True, blank=True)
+    disconnection_reason = models.CharField(max_length=64, blank=True, default="")
+
+    transcript = models.TextField(blank=True, default="")
+    transcript_object = models.JSONField(null=True, blank=True)
+    transcript_with_tool_calls = models.JSONField(null=True, blank=True)
+    recording_url = models.URLField(max_length=2048, blank=True, default="")
+    public_log_url = models.URLField(max_length=2048, blank=True, default="")
+    metadata = models.JSONField(null=True, blank=True)
+    dynamic_variables = models.JSONField(null=True, blank=True)
+    collected_dynamic_variables = models.JSONField(null=True, blank=True)
+
+    call_summary = models.TextField(blank=True, default="")
+    user_sentiment = models.CharField(
+        max_length=16, blank=True, default="", choices=Sentiment.choices
+    )
+    call_successful = models.BooleanField(null=True, blank=True)
+    in_voicemail = models.BooleanField(null=True, blank=True)
+    custom_analysis_data = models.JSONField(null=True, blank=True)
+
+    combined_cost = models.DecimalField(
+        max_digits=14, decimal_places=4, null=True, blank=True, help_text="Cents."
+    )
+    latency = models.JSONField(null=True, blank=True)
+    e2e_latency_p50_ms = models.FloatField(null=True, blank=True)
+    llm_latency_p50_ms = models.FloatField(null=True, blank=True)
+
+    last_event = models.CharField(max_length=64, blank=True, default="")
+    last_event_at = models.DateTimeField(null=True, blank=True)
+    call_object = models.JSONField(
+        null=True, blank=True, help_text="The most advanced full call object received."
+    )
+    # The merge version behind each column's value; see calls/merge.py.
+    field_versions = models.JSONField(default=dict, blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            models.Index(fields=["status"], name="call_status_idx"),
+            models.Index(fields=["agent_id", "started_at"], name="call_agent_started_idx"),
+            models.Index(fields=["started_at"], name="call_started_idx"),
+            models.Index(fields=["user_sentiment"], name="call_sentiment_idx"),
+            models.Index(fields=["disconnection_reason"], name="call_disconnect_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.call_id
+
+    @property
+    def duration(self) -> timedelta | None:
+        if self.duration_ms is not None:
+            return timedelta(milliseconds=self.duration_ms)
+        if self.started_at and self.ended_at:
+            return self.ended_at - self.started_at
+        return None
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in {CallStatus.ENDED, CallStatus.NOT_CONNECTED, CallStatus.ERROR}
+
+
+class EventSource(models.TextChoices):
+    WEBHOOK = "webhook"
+    LLM_SOCKET = "llm_socket", "LLM socket"
+    RETELL_API = "retell_api", "Retell API"
+
+
+class CallEvent(models.Model):
+    """One distinct delivery, exactly as received. Re-deliveries bump ``delivery_count``."""
+
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
+    event = models.CharField(max_length=64)
+    source = models.CharField(
+        max_length=16, choices=EventSource.choices, default=EventSource.WEBHOOK
+    )
+    payload = models.JSONField(help_text="The call object as received.")
+    raw_body = models.TextField(help_text="The exact request body.")
+    body_sha256 = models.CharField(max_length=64, unique=True)
+    payload_key = models.CharField(
+        max_length=8, blank=True, default="", help_text="'call', or legacy 'data'."
+    )
+    first_received_at = models.DateTimeField()
+    last_received_at = models.DateTimeField()
+    delivery_count = models.PositiveIntegerField(default=1)
+    source_ip = models.GenericIPAddressField(null=True, blank=True)
+    key_fingerprint = models.CharField(
+        max_length=16, blank=True, default="", help_text="Which configured key verified it."
+    )
+
+    class Meta:
+        ordering = ["first_received_at", "id"]
+        indexes = [
+            models.Index(fields=["call", "first_received_at"], name="event_call_time_idx"),
+            models.Index(fields=["event", "first_received_at"], name="event_name_time_idx"),
+            models.Index(fields=["first_received_at"], name="event_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} {self.call_id}"

@@ -1,0 +1,154 @@
+"""The boundary between Retell's JSON and our code.
+
+``parse_webhook`` turns a verified body into a typed :class:`WebhookEvent`;
+``call_fields`` turns a call object (current or legacy shape, see retell-protocol.md C)
+into the values of ``Call``'s columns. Unknown keys are ignored and values of the wrong
+type are dropped rather than rejected: Retell adds fields over time, and a delivery we
+cannot fully read is still evidence worth keeping.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+PayloadKey = Literal["call", "data"]
+
+
+class PayloadError(ValueError):
+    """Signed but unusable input; the message is safe to send back to the caller."""
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    event: str
+    call_id: str
+    call: dict[str, Any]
+    payload_key: PayloadKey
+
+
+def parse_webhook(body: bytes) -> WebhookEvent:
+    document = _json_object(body)
+    event = document.get("event")
+    if not isinstance(event, str) or not event:
+        raise PayloadError("Missing 'event': a non-empty string is required.")
+    call, key = _call_object(document)
+    call_id = call.get("call_id")
+    if not isinstance(call_id, str) or not call_id:
+        raise PayloadError("Missing 'call_id': the call object needs a non-empty string id.")
+    if len(call_id) > 128:
+        raise PayloadError("'call_id' is longer than 128 characters.")
+    return WebhookEvent(event=event, call_id=call_id, call=call, payload_key=key)
+
+
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        document = json.loads(body.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise PayloadError("Body is not valid UTF-8 JSON.") from None
+    if not isinstance(document, dict):
+        raise PayloadError("Body must be a JSON object.")
+    return document
+
+
+def _call_object(document: dict[str, Any]) -> tuple[dict[str, Any], PayloadKey]:
+    # Current deliveries carry the call under "call"; Retell's own demos still read the
+    # legacy "data" key, so setups built on them keep working.
+    for key in ("call", "data"):
+        value = document.get(key)
+        if isinstance(value, dict):
+            return value, key
+    raise PayloadError("Missing call object: expected an object under 'call' (or legacy 'data').")
+
+
+def ms_to_datetime(value: object) -> datetime | None:
+    """Retell's millisecond epoch integers as aware UTC datetimes; anything else is None."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _str(value: object, limit: int | None = None) -> str | None:
+    if not isinstance(value, str):
+        return None
+    return value[:limit] if limit else value
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value)
+
+
+def _bool(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _dict(value: object) -> dict[str, Any] | None:
+    return value if isinstance(value, dict) else None
+
+
+def _list(value: object) -> list[Any] | None:
+    return value if isinstance(value, list) else None
+
+
+def _cost(value: object) -> Decimal | None:
+    cost = value.get("combined_cost") if isinstance(value, dict) else None
+    if isinstance(cost, bool) or not isinstance(cost, int | float):
+        return None
+    try:
+        return Decimal(str(cost)).quantize(Decimal("0.0001"))
+    except InvalidOperation:
+        return None
+
+
+def _latency_p50(latency: object, name: str) -> float | None:
+    figures = latency.get(name) if isinstance(latency, dict) else None
+    p50 = figures.get("p50") if isinstance(figures, dict) else None
+    if isinstance(p50, bool) or not isinstance(p50, int | float):
+        return None
+    return float(p50)
+
+
+def call_fields(call: dict[str, Any]) -> dict[str, Any]:
+    """Column values for ``Call`` found in ``call``; absent or ill-typed keys are left out."""
+    analysis = _dict(call.get("call_analysis")) or {}
+    latency = call.get("latency")
+    fields: dict[str, Any] = {
+        "agent_id": _str(call.get("agent_id"), 128),
+        "agent_version": _int(call.get("agent_version")),
+        "agent_name": _str(call.get("agent_name"), 255),
+        "call_type": _str(call.get("call_type"), 32),
+        "direction": _str(call.get("direction"), 16),
+        "from_number": _str(call.get("from_number"), 64),
+        "to_number": _str(call.get("to_number"), 64),
+        "status": _str(call.get("call_status"), 32),
+        "started_at": ms_to_datetime(call.get("start_timestamp")),
+        "ended_at": ms_to_datetime(call.get("end_timestamp")),
+        "duration_ms": _int(call.get("duration_ms")),
+        "disconnection_reason": _str(call.get("disconnection_reason"), 64),
+        "transcript": _str(call.get("transcript")),
+        "transcript_object": _list(call.get("transcript_object")),
+        "transcript_with_tool_calls": _list(call.get("transcript_with_tool_calls")),
+        "recording_url": _str(call.get("recording_url"), 2048),
+        "public_log_url": _str(call.get("public_log_url"), 2048),
+        "metadata": _dict(call.get("metadata")),
+        "dynamic_variables": _dict(call.get("retell_llm_dynamic_variables")),
+        "collected_dynamic_variables": _dict(call.get("collected_dynamic_variables")),
+        "call_summary": _str(analysis.get("call_summary")),
+        "user_sentiment": _str(analysis.get("user_sentiment"), 16),
+        "call_successful": _bool(analysis.get("call_successful")),
+        "in_voicemail": _bool(analysis.get("in_voicemail")),
+        "custom_analysis_data": _dict(analysis.get("custom_analysis_data")),
+        "combined_cost": _cost(call.get("call_cost")),
+        "latency": _dict(latency),
+        "e2e_latency_p50_ms": _latency_p50(latency, "e2e"),
+        "llm_latency_p50_ms": _latency_p50(latency, "llm"),
+    }
+    return {name: value for name, value in fields.items() if value is not None}

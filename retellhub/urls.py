@@ -1,0 +1,11 @@
+from django.contrib import admin
+from django.urls import path
+
+from calls import views
+
+urlpatterns = [
+    path("webhook", views.WebhookView.as_view(), name="webhook"),
+    path("ping", views.ping, name="ping"),
+    path("health", views.health, name="health"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,92 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections
+from django.test import Client
+
+from tests import retell
+from tests.servers import RunningServer, daphne_server, database_url
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(autouse=True)
+def _retell_keys(settings: Any) -> None:
+    settings.RETELL_API_KEYS = list(retell.TEST_KEYS)
+    settings.RETELL_API_KEY = retell.PRIMARY_KEY
+
+
+def backend_vendor() -> str:
+    return connections["default"].vendor
+
+
+@pytest.fixture
+def postgres_only() -> None:
+    if backend_vendor() != "postgresql":
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://... (the CI's second pass)")
+
+
+SignedPost = Callable[..., Any]
+
+
+@pytest.fixture
+def signed_post(client: Client) -> SignedPost:
+    """POST a body to /webhook signed like Retell would (override key, time or header)."""
+
+    def post(
+        body: bytes,
+        *,
+        key: str = retell.PRIMARY_KEY,
+        timestamp_ms: int | None = None,
+        header: str | None = None,
+        **extra: Any,
+    ) -> Any:
+        value = (
+            header
+            if header is not None
+            else retell.signature(body, key=key, timestamp_ms=timestamp_ms)
+        )
+        return client.post(
+            "/webhook",
+            data=body,
+            content_type="application/json",
+            headers={"X-Retell-Signature": value},
+            **extra,
+        )
+
+    return post
+
+
+@pytest.fixture(scope="session")
+def asgi_server(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    """The real ASGI app under daphne on a loopback port, sharing the test database.
+
+    Tests using it need ``transactional_db`` so their rows are committed and visible to
+    the server process (and theirs to the test).
+    """
+    with django_db_blocker.unblock():
+        url = database_url(connections["default"].settings_dict)
+    env = {
+        "DEBUG": "false",
+        "SECRET_KEY": "test-secret-key-for-the-asgi-server-0123456789",
+        "RETELL_API_KEY": ",".join(retell.TEST_KEYS),
+        "DATABASE_URL": url,
+        "REDIS_URL": os.environ.get("REDIS_URL", ""),
+        "LOG_LEVEL": "INFO",
+    }
+    log_path = tmp_path_factory.mktemp("daphne") / "server.log"
+    with daphne_server(env, log_path) as server:
+        yield server
+
+
+@pytest.fixture
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS

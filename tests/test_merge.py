@@ -1,0 +1,134 @@
+"""The merged call is the same for every order of the same deliveries, with duplicates."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterable
+from typing import Any
+
+import pytest
+from django.db import transaction
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from calls import merge
+from calls.models import Call, CallEvent
+from calls.payloads import parse_webhook
+from calls.services import call_event_record
+from tests import retell
+
+LIFECYCLE = [
+    "call_started",
+    "transcript_updated",
+    "transfer_started",
+    "call_ended",
+    "call_analyzed",
+]
+# Columns that legitimately depend on when things arrived, not on what arrived.
+ARRIVAL_COLUMNS = {"id", "created_at", "updated_at", "last_event_at"}
+CALL_ID = "call_7d1f0c2e9b8a4c55"
+
+
+def lifecycle_bodies(call_id: str) -> list[bytes]:
+    return [
+        retell.compact(retell.with_call_id(retell.fixture_json(name), call_id))
+        for name in LIFECYCLE
+    ]
+
+
+def record(body: bytes) -> None:
+    call_event_record(
+        event=parse_webhook(body), raw_body=body, source_ip="100.20.5.228", key_fingerprint="k"
+    )
+
+
+def merged_state(call_id: str) -> dict[str, Any]:
+    row = Call.objects.values().get(call_id=call_id)
+    return {name: value for name, value in row.items() if name not in ARRIVAL_COLUMNS}
+
+
+def state_after(bodies: list[bytes], order: Iterable[int], call_id: str) -> dict[str, Any]:
+    """Deliver ``bodies`` in ``order`` and read the merged call, then roll it all back."""
+    with transaction.atomic():
+        for index in order:
+            record(bodies[index])
+        state = merged_state(call_id)
+        counts = sorted(CallEvent.objects.values_list("delivery_count", flat=True))
+        transaction.set_rollback(True)
+    return state | {"delivery_counts": counts}
+
+
+deliveries = st.lists(
+    st.integers(min_value=0, max_value=len(LIFECYCLE) - 1), min_size=len(LIFECYCLE), max_size=12
+).filter(lambda picks: set(picks) == set(range(len(LIFECYCLE))))
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.filter_too_much],
+)
+@given(order=deliveries)
+def test_any_order_with_duplicates_gives_the_same_call(order: list[int]):
+    bodies = lifecycle_bodies(CALL_ID)
+    reference = state_after(bodies, range(len(LIFECYCLE)), CALL_ID)
+    actual = state_after(bodies, order, CALL_ID)
+    assert sum(actual.pop("delivery_counts")) == len(order)
+    assert reference.pop("delivery_counts") == [1] * len(LIFECYCLE)
+    assert actual == reference
+
+
+@pytest.mark.django_db
+def test_every_permutation_of_the_lifecycle_converges():
+    bodies = lifecycle_bodies(CALL_ID)
+    reference = state_after(bodies, range(len(LIFECYCLE)), CALL_ID)
+    for order in itertools.permutations(range(len(LIFECYCLE))):
+        assert state_after(bodies, order, CALL_ID) == reference, order
+
+
+@pytest.mark.django_db
+def test_analysis_survives_a_late_call_ended():
+    bodies = lifecycle_bodies("call_late_end")
+    record(bodies[LIFECYCLE.index("call_analyzed")])
+    record(bodies[LIFECYCLE.index("call_ended")])
+    call = Call.objects.get(call_id="call_late_end")
+    assert call.user_sentiment == "Positive"
+    assert call.call_summary.startswith("José Núñez moved")
+    assert call.last_event == "call_analyzed"
+
+
+@pytest.mark.django_db
+def test_status_never_moves_back_to_ongoing():
+    bodies = lifecycle_bodies("call_late_start")
+    record(bodies[LIFECYCLE.index("call_ended")])
+    record(bodies[LIFECYCLE.index("call_started")])
+    call = Call.objects.get(call_id="call_late_start")
+    assert call.status == "ended"
+    assert call.started_at is not None
+    assert call.ended_at is not None
+
+
+@pytest.mark.django_db
+def test_a_failed_dial_without_call_started_is_recorded():
+    record(retell.fixture_bytes("failed_dial_call_ended"))
+    call = Call.objects.get(call_id="call_failed_dial_0001")
+    assert call.status == "not_connected"
+    assert call.disconnection_reason == "dial_no_answer"
+    assert call.is_finished
+
+
+def test_versions_order_lifecycle_then_transcript_then_hash():
+    call = {"transcript_object": [{"role": "user", "content": "hi"}]}
+    started = merge.observation_version(event="call_started", call={}, body_sha256="f" * 64)
+    updated = merge.observation_version(event="transcript_updated", call=call, body_sha256="0")
+    unknown = merge.observation_version(event="call_teleported", call={}, body_sha256="0")
+    assert started < unknown < updated
+
+
+def test_merge_keeps_fields_a_newer_event_lacks():
+    older = merge.Observation("call_started", {"from_number": "+1"}, {"a": 1}, [10, 0, "a"])
+    newer = merge.Observation("call_ended", {"duration_ms": 5}, {"b": 2}, [40, 0, "b"])
+    first = merge.merge({}, newer)
+    second = merge.merge(first.versions, older)
+    assert second.updates == {"from_number": "+1"}

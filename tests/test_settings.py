@@ -1,0 +1,92 @@
+"""Configuration from the environment, and start-up refusing unsafe production settings."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from retellhub import env
+from tests.servers import ROOT
+
+
+def load_settings(**variables: str) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"DEBUG", "SECRET_KEY", "RETELL_API_KEY", "DATABASE_URL"}
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings;"
+            " print(settings.RETELL_API_KEYS, settings.DATABASES['default']['ENGINE'])",
+        ],
+        cwd=ROOT,
+        env={**clean, "DJANGO_SETTINGS_MODULE": "retellhub.settings", **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_production_without_secret_key_stops_with_a_clear_message():
+    result = load_settings(DEBUG="false", RETELL_API_KEY="key_live")
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr
+
+
+def test_production_without_retell_key_stops_with_a_clear_message():
+    result = load_settings(DEBUG="false", SECRET_KEY="s" * 50)
+    assert result.returncode != 0
+    assert "RETELL_API_KEY is not set" in result.stderr
+
+
+def test_production_reads_a_comma_separated_key_list():
+    result = load_settings(DEBUG="false", SECRET_KEY="s" * 50, RETELL_API_KEY="key_a, key_b")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['key_a', 'key_b'] django.db.backends.sqlite3"
+
+
+def test_secrets_can_come_from_files(tmp_path):
+    path = tmp_path / "retell_key"
+    path.write_text("key_from_file\n")
+    result = load_settings(DEBUG="false", SECRET_KEY="s" * 50, RETELL_API_KEY_FILE=str(path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("['key_from_file']")
+
+
+def test_development_defaults_need_no_variables():
+    result = load_settings(DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['key_retellhub_dev'] django.db.backends.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("raw", "value"), [("true", True), ("1", True), ("off", False), ("", False)]
+)
+def test_env_bool_is_strict_but_friendly(monkeypatch, raw, value):
+    monkeypatch.setenv("X_FLAG", raw)
+    assert env.env_bool("X_FLAG") is value
+
+
+def test_env_bool_refuses_typos(monkeypatch):
+    monkeypatch.setenv("X_FLAG", "ture")
+    with pytest.raises(ImproperlyConfigured, match="X_FLAG must be a boolean"):
+        env.env_bool("X_FLAG")
+
+
+def test_env_int_refuses_words(monkeypatch):
+    monkeypatch.setenv("X_COUNT", "many")
+    with pytest.raises(ImproperlyConfigured, match="X_COUNT must be an integer"):
+        env.env_int("X_COUNT", 1)
+
+
+def test_env_list_drops_blanks(monkeypatch):
+    monkeypatch.setenv("X_LIST", " a, ,b ,")
+    assert env.env_list("X_LIST") == ["a", "b"]
