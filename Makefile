@@ -46,4 +46,4 @@ migrations-check: install
 check: lint typecheck migrations-check test
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test_retellhub.sqlite3*
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache test_retellhub_*.sqlite3*

@@ -7,6 +7,7 @@ Redis through ``DATABASE_URL`` and ``REDIS_URL``.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -120,8 +121,9 @@ def _database(url: str) -> dict[str, Any]:
             "timeout": env_int("SQLITE_TIMEOUT_SECONDS", 30),
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        # Tests run the real ASGI server in a subprocess, which needs a file, not memory.
-        config["TEST"] = {"NAME": str(BASE_DIR / "test_retellhub.sqlite3")}
+        # Tests run the real ASGI server in a subprocess, which needs a file, not memory;
+        # the process id keeps parallel test runs on one machine apart.
+        config["TEST"] = {"NAME": str(BASE_DIR / f"test_retellhub_{os.getpid()}.sqlite3")}
     elif config["ENGINE"] == "django.db.backends.postgresql" and env_bool("DATABASE_POOL", True):
         # Under ASGI every request runs its sync code in a fresh thread, so without a pool
         # each webhook would pay for a new PostgreSQL connection. Pooling requires
