@@ -33,7 +33,11 @@ class VerifiedDelivery:
 
 
 def read_limited_body(request: HttpRequest, *, limit: int) -> bytes:
-    """The raw body, refusing anything over ``limit`` bytes without reading it all."""
+    """The raw body, refusing anything over ``limit`` bytes.
+
+    A declared Content-Length over the limit is refused before the body is touched; a body
+    without one is read at most one byte past the limit.
+    """
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:

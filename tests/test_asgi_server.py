@@ -40,7 +40,7 @@ def test_it_refuses_a_bad_signature_over_the_wire(asgi_server):
     assert CallEvent.objects.count() == 0
 
 
-def test_it_answers_413_before_reading_an_oversized_body(asgi_server):
+def test_it_answers_413_for_an_oversized_body_over_the_wire(asgi_server):
     body = b"{" + b" " * (5 * 1024 * 1024) + b"}"
     reply = post_webhook(asgi_server.url, body, retell.signature(body))
     assert reply.status == 413
