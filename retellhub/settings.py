@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "calls",
+    "accounts",
 ]
 
 MIDDLEWARE = [
@@ -188,15 +189,31 @@ WEBHOOK_ALLOWED_IPS = env_list("WEBHOOK_ALLOWED_IPS")
 # socket's peer address and ignore the header, which a client could forge.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
+# --- REST API (/api/) ----------------------------------------------------------------------
+# Every API endpoint needs a signed-in user: a bearer token (first, so that an anonymous
+# request gets 401 with a Bearer challenge instead of 403) or an admin session. The webhook
+# sets its own signature authentication and is unaffected.
 REST_FRAMEWORK: dict[str, Any] = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "accounts.authentication.BearerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
+# Cursor pages: the default and the largest page size a client may ask for (larger is 400).
+API_PAGE_SIZE = env_int("API_PAGE_SIZE", 50)
+API_MAX_PAGE_SIZE = env_int("API_MAX_PAGE_SIZE", 500)
 
 SPECTACULAR_SETTINGS = {
     "TITLE": "retellhub API",
     "DESCRIPTION": "Calls, events, transcripts and analytics recorded from Retell AI.",
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and Swagger UI need a signed-in user too, like the rest of /api/.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "PREPROCESSING_HOOKS": ["calls.api.api_endpoints_only"],
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",

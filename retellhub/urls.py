@@ -1,5 +1,5 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from calls import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("ping", views.ping, name="ping"),
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),
+    path("api/", include("calls.api")),
 ]
