@@ -21,6 +21,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework import exceptions, viewsets
 from rest_framework.decorators import action
 from rest_framework.permissions import IsAdminUser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.routers import SimpleRouter
@@ -167,6 +168,26 @@ class StatsView(APIView):
         return Response(StatsSerializer(stats).data)
 
 
+class JsonErrorsMixin:
+    """Errors as JSON even from views that render YAML or HTML (the schema, Swagger UI), so
+    every /api/ client reads a 401 the same way."""
+
+    def finalize_response(self, request: Request, response: Any, *args: Any, **kwargs: Any) -> Any:
+        response = super().finalize_response(request, response, *args, **kwargs)  # type: ignore[misc]
+        if getattr(response, "exception", False):
+            response.accepted_renderer = JSONRenderer()
+            response.accepted_media_type = JSONRenderer.media_type
+        return response
+
+
+class SchemaView(JsonErrorsMixin, SpectacularAPIView):
+    pass
+
+
+class DocsView(JsonErrorsMixin, SpectacularSwaggerView):
+    pass
+
+
 def api_endpoints_only(endpoints: list[Any], **kwargs: Any) -> list[Any]:
     """drf-spectacular preprocessing hook: the schema documents /api/ only. The webhook is
     Retell's, described in retell-protocol.md, and not for API clients."""
@@ -185,7 +206,7 @@ urlpatterns = [
         name="call-export",
     ),
     path("stats/", StatsView.as_view(), name="stats"),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
+    path("docs/", DocsView.as_view(url_name="api-schema"), name="api-docs"),
     *router.urls,
 ]

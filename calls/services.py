@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import groupby
+from operator import attrgetter
+from typing import Any
 
 from django.db import transaction
 from django.db.models import F
@@ -50,6 +54,16 @@ def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> 
     return changed
 
 
+def delivery_observation(*, event: str, call: dict[str, Any], body_sha256: str) -> Observation:
+    """What one delivered call object says, as the merge reads it (on arrival and on replay)."""
+    return Observation(
+        event=event,
+        fields=call_fields(call),
+        call_object=call,
+        version=observation_version(event=event, call=call, body_sha256=body_sha256),
+    )
+
+
 @transaction.atomic
 def call_event_record(
     *,
@@ -87,11 +101,73 @@ def call_event_record(
         source_ip=source_ip,
         key_fingerprint=key_fingerprint,
     )
-    observation = Observation(
-        event=event.event,
-        fields=call_fields(event.call),
-        call_object=event.call,
-        version=observation_version(event=event.event, call=event.call, body_sha256=body_sha256),
-    )
+    observation = delivery_observation(event=event.event, call=event.call, body_sha256=body_sha256)
     call_observe(call=call, observation=observation, seen_at=now)
     return DeliveryOutcome(call=call, event=row, created=True)
+
+
+# --- Replay (admin action) ----------------------------------------------------------------
+# Stored deliveries merged again through the same merge as on arrival: repairs calls after a
+# merge fix or a restored backup. The merge is idempotent, so replaying changes nothing when
+# the call already reflects its events. Socket sessions store a summary, not a call object,
+# so only deliveries of call objects are replayed.
+REPLAYABLE_SOURCES = (EventSource.WEBHOOK, EventSource.RETELL_API)
+# Bookkeeping columns that every merge touches; not worth showing as a change.
+REPLAY_QUIET_FIELDS = {"field_versions", "updated_at", "last_event_at"}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayChange:
+    call_id: str
+    field: str
+    before: Any
+    after: Any
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayResult:
+    replayed: int
+    skipped: int
+    changes: list[ReplayChange]
+    dry_run: bool
+
+
+def _replay_call(*, call: Call, events: list[CallEvent]) -> list[ReplayChange]:
+    columns = [
+        f.attname for f in Call._meta.concrete_fields if f.attname not in REPLAY_QUIET_FIELDS
+    ]
+    before = {name: getattr(call, name) for name in columns}
+    for event in events:
+        observation = delivery_observation(
+            event=event.event, call=event.payload, body_sha256=event.body_sha256
+        )
+        call_observe(call=call, observation=observation, seen_at=event.first_received_at)
+    return [
+        ReplayChange(call_id=call.call_id, field=name, before=value, after=getattr(call, name))
+        for name, value in before.items()
+        if value != getattr(call, name)
+    ]
+
+
+@transaction.atomic
+def call_events_replay(*, event_ids: Iterable[int], dry_run: bool) -> ReplayResult:
+    """Merge the given stored events into their calls again, oldest first per call.
+
+    A dry run does exactly the same work and then rolls its savepoint back, so what it
+    reports is what a real replay would change.
+    """
+    ids = set(event_ids)
+    events = list(
+        CallEvent.objects.filter(pk__in=ids, source__in=REPLAYABLE_SOURCES).order_by(
+            "call_id", "first_received_at", "pk"
+        )
+    )
+    changes: list[ReplayChange] = []
+    for call_pk, group in groupby(events, key=attrgetter("call_id")):
+        call = Call.objects.select_for_update().get(pk=call_pk)
+        changes.extend(_replay_call(call=call, events=list(group)))
+    if dry_run:
+        transaction.set_rollback(True)
+    return ReplayResult(
+        replayed=len(events), skipped=len(ids) - len(events), changes=changes, dry_run=dry_run
+    )
