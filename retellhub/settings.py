@@ -226,12 +226,17 @@ LOGGING: dict[str, Any] = {
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
     },
+    # Every handler gets the redaction filter: no phone number, transcript or secret
+    # reaches a log line, whichever logger wrote it (retellhub/logging.py).
+    "filters": {"redact": {"()": "retellhub.logging.RedactingFilter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {
         "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
         "calls": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # httpx logs every request's full URL at INFO; outbox URLs can carry credentials.
+        "httpx": {"level": "WARNING"},
     },
 }
