@@ -5,7 +5,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from calls.models import Call, CallEvent
+from calls.models import AgentProfile, Call, CallEvent
 
 
 class ReadOnlyAdminMixin:
@@ -41,3 +41,37 @@ class CallEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin[CallEvent]):
     list_filter = ["event", "source"]
     list_select_related = ["call"]
     search_fields = ["call__call_id", "body_sha256"]
+
+
+# --- Agent profiles (the call socket, calls/llm/) -------------------------------------------
+# Unlike webhook data these are configuration: operators edit them. A call picks its profile
+# when the socket learns its agent_id, so an edit applies from the next call on.
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin[AgentProfile]):
+    list_display = ["agent_id", "name", "responder", "model", "tools_enabled", "is_active"]
+    list_filter = ["responder", "is_active", "tools_enabled"]
+    search_fields = ["agent_id", "name"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["agent_id", "name", "is_active", "responder"]}),
+        (
+            "What the agent says",
+            {"fields": ["begin_message", "reminder_line", "fallback_line", "closing_line"]},
+        ),
+        (
+            "Model",
+            {
+                "fields": [
+                    "system_prompt",
+                    "model",
+                    "temperature",
+                    "tools_enabled",
+                    "transfer_number",
+                    "base_url",
+                    "api_key_env",
+                ]
+            },
+        ),
+        ("Scripted responder", {"fields": ["rules", "end_call_phrases"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]

@@ -22,6 +22,10 @@ from typing import Any
 EVENT_RANK: dict[str, int] = {
     "call_started": 10,
     "transcript_updated": 20,
+    # The call socket's own observations (call_details, the live transcript): as live as
+    # transcript_updated, so the longer transcript wins, and below call_ended, so the
+    # webhooks' final data always does.
+    "llm_socket": 20,
     "transfer_started": 30,
     "transfer_bridged": 31,
     "transfer_cancelled": 32,
@@ -49,7 +53,9 @@ CALL_OBJECT = "call_object"
 class Observation:
     event: str
     fields: Mapping[str, Any]
-    call_object: dict[str, Any]
+    # None for observations that are not a full call object (the socket's live transcript):
+    # they fill columns but leave ``Call.call_object`` and ``last_event`` alone.
+    call_object: dict[str, Any] | None
     version: list[Any]
 
 
@@ -81,6 +87,8 @@ def merge(versions: Mapping[str, list[Any]], observation: Observation) -> MergeR
             result.updates[name] = value
             result.versions[name] = candidate
     current = versions.get(CALL_OBJECT)
+    if observation.call_object is None:
+        return result
     if current is None or observation.version > current:
         result.updates[CALL_OBJECT] = observation.call_object
         result.updates["last_event"] = observation.event

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 
@@ -141,3 +142,91 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.call_id}"
+
+
+class ResponderKind(models.TextChoices):
+    SCRIPTED = "scripted"
+    OPENAI = "openai", "OpenAI-compatible"
+
+
+class AgentProfile(models.Model):
+    """How the call socket answers for one Retell agent, chosen by the call's ``agent_id``.
+
+    Calls whose agent has no active profile use the default profile from settings
+    (``AGENT_PROFILE_FILE`` and ``AGENT_RESPONDER``); see calls/llm/profiles.py.
+    """
+
+    agent_id = models.CharField(
+        max_length=128, unique=True, help_text="The Retell agent id this profile answers for."
+    )
+    name = models.CharField(max_length=255, blank=True, default="")
+    is_active = models.BooleanField(default=True)
+    responder = models.CharField(
+        max_length=16, choices=ResponderKind.choices, default=ResponderKind.SCRIPTED
+    )
+    system_prompt = models.TextField(
+        blank=True, default="", help_text="Model instructions; {{variable}} is substituted."
+    )
+    begin_message = models.TextField(
+        blank=True,
+        default="",
+        help_text="The agent's first words; {{variable}} comes from the call's dynamic "
+        "variables (and from_number, to_number, ...). Empty: wait for the caller.",
+    )
+    reminder_line = models.TextField(
+        blank=True,
+        default="",
+        help_text="Said when the caller stays silent. Empty: the model re-engages them "
+        "(scripted: a built-in line).",
+    )
+    fallback_line = models.TextField(
+        blank=True,
+        default="",
+        help_text="Said when no rule matches, or when the model fails or times out.",
+    )
+    closing_line = models.TextField(
+        blank=True, default="", help_text="Said before the scripted responder ends the call."
+    )
+    rules = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Scripted: [{"keywords": ["hours"], "reply": "...", optional '
+        '"end_call": true, "transfer_number": "+1...", "digit_to_press": "1"}].',
+    )
+    end_call_phrases = models.JSONField(
+        default=list, blank=True, help_text='Scripted: caller phrases that end the call, ["bye"].'
+    )
+    model = models.CharField(
+        max_length=128, blank=True, default="", help_text="Blank: OPENAI_MODEL."
+    )
+    temperature = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
+        help_text="Blank: the endpoint's default.",
+    )
+    tools_enabled = models.BooleanField(
+        default=True, help_text="Offer end_call, transfer_call and press_digit to the model."
+    )
+    transfer_number = models.CharField(
+        max_length=64, blank=True, default="", help_text="Where transfer_call sends the caller."
+    )
+    base_url = models.URLField(
+        max_length=512, blank=True, default="", help_text="Blank: OPENAI_BASE_URL."
+    )
+    api_key_env = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        validators=[RegexValidator(r"^[A-Z_][A-Z0-9_]*$", "An environment variable name.")],
+        help_text="Name of the environment variable holding this endpoint's API key (keys "
+        "stay out of the database). Blank: OPENAI_API_KEY.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["agent_id"]
+
+    def __str__(self) -> str:
+        return self.name or self.agent_id

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
@@ -104,6 +105,60 @@ def call_event_record(
     observation = delivery_observation(event=event.event, call=event.call, body_sha256=body_sha256)
     call_observe(call=call, observation=observation, seen_at=now)
     return DeliveryOutcome(call=call, event=row, created=True)
+
+
+# --- The call socket's records (calls/llm/) ---------------------------------------------
+# The socket observes a call too: call_details and the live transcript. They go through the
+# same versioned merge as the webhooks under their own rank (merge.EVENT_RANK), so the
+# final Call still does not depend on what arrived when.
+SOCKET_OBSERVATION = "llm_socket"
+SOCKET_SESSION_EVENT = "llm_session"
+
+
+def _canonical_json(document: Mapping[str, Any]) -> bytes:
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str
+    ).encode("utf-8")
+
+
+def _socket_observation(*, fields: Mapping[str, Any]) -> Observation:
+    # Hash of the content, not of the arrival, so equal observations tie-break equally.
+    digest = hashlib.sha256(_canonical_json(fields)).hexdigest()
+    version = observation_version(
+        event=SOCKET_OBSERVATION,
+        call={"transcript_object": fields.get("transcript_object")},
+        body_sha256=digest,
+    )
+    return Observation(event=SOCKET_OBSERVATION, fields=fields, call_object=None, version=version)
+
+
+@transaction.atomic
+def call_socket_observe(*, call_id: str, fields: Mapping[str, Any], seen_at: datetime) -> Call:
+    """Merge what the socket learnt (column values) into the call, creating it if new."""
+    call = call_lock_or_create(call_id=call_id)
+    call_observe(call=call, observation=_socket_observation(fields=fields), seen_at=seen_at)
+    return call
+
+
+@transaction.atomic
+def call_socket_session_record(
+    *, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any], seen_at: datetime
+) -> CallEvent:
+    """Store a finished socket session as a CallEvent, with its last observation merged."""
+    raw_body = _canonical_json(summary)
+    call = call_lock_or_create(call_id=call_id)
+    if fields:
+        call_observe(call=call, observation=_socket_observation(fields=fields), seen_at=seen_at)
+    return CallEvent.objects.create(
+        call=call,
+        event=SOCKET_SESSION_EVENT,
+        source=EventSource.LLM_SOCKET,
+        payload=dict(summary),
+        raw_body=raw_body.decode("utf-8"),
+        body_sha256=hashlib.sha256(raw_body).hexdigest(),
+        first_received_at=seen_at,
+        last_received_at=seen_at,
+    )
 
 
 # --- Replay (admin action) ----------------------------------------------------------------

@@ -189,6 +189,35 @@ WEBHOOK_ALLOWED_IPS = env_list("WEBHOOK_ALLOWED_IPS")
 # socket's peer address and ignore the header, which a client could forge.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 
+# --- Call socket (/llm-websocket/<call_id>) and responders -----------------------------------
+# The default agent profile (calls without an AgentProfile row for their agent_id): a JSON
+# file, with AGENT_RESPONDER picking its responder. See calls/llm/profiles.py.
+AGENT_PROFILE_FILE = env_str(
+    "AGENT_PROFILE_FILE", str(BASE_DIR / "config" / "agent-profiles" / "default.json")
+)
+AGENT_RESPONDER = env_str("AGENT_RESPONDER", "scripted")
+if AGENT_RESPONDER not in {"scripted", "openai"}:
+    raise ImproperlyConfigured(f"AGENT_RESPONDER must be scripted or openai: {AGENT_RESPONDER!r}")
+# Any OpenAI-compatible chat-completions endpoint; empty base URL: the SDK's default.
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL")
+OPENAI_API_KEY = env_secret("OPENAI_API_KEY")
+OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
+# Whole-answer budget; past it the caller hears the fallback line instead of silence.
+LLM_ANSWER_TIMEOUT_MS = env_int("LLM_ANSWER_TIMEOUT_MS", 8000)
+# How long the begin message waits for call_details when the greeting needs call data.
+LLM_CALL_DETAILS_WAIT_MS = env_int("LLM_CALL_DETAILS_WAIT_MS", 3000)
+# After an end_call answer, close with 1000 this long after it unless the caller talks on.
+LLM_END_CALL_CLOSE_MS = env_int("LLM_END_CALL_CLOSE_MS", 10000)
+# The live transcript is written at most this often per call (and once at the end).
+LLM_TRANSCRIPT_SAVE_INTERVAL_MS = env_int("LLM_TRANSCRIPT_SAVE_INTERVAL_MS", 2000)
+# Larger text frames are logged and ignored. Keep daphne's --websocket-max-message-size
+# above it, or daphne closes the socket first (its default is 1 MiB).
+LLM_SOCKET_MAX_FRAME_BYTES = env_int("LLM_SOCKET_MAX_FRAME_BYTES", 1024 * 1024)
+# Optional protection, off when empty: ?token=<value> in the socket URL, and a source
+# allowlist (defaults to the webhook's). Both are checked before the socket is accepted.
+LLM_SOCKET_TOKEN = env_secret("LLM_SOCKET_TOKEN")
+LLM_SOCKET_ALLOWED_IPS = env_list("LLM_SOCKET_ALLOWED_IPS", ",".join(WEBHOOK_ALLOWED_IPS))
+
 # --- REST API (/api/) ----------------------------------------------------------------------
 # Every API endpoint needs a signed-in user: a bearer token (first, so that an anonymous
 # request gets 401 with a Bearer challenge instead of 403) or an admin session. The webhook

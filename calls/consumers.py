@@ -1,0 +1,70 @@
+"""Channels consumers. Each is a thin shell: the work happens in calls/llm/."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from channels.consumer import get_handler_name
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from calls.llm.access import socket_refusal
+from calls.llm.session import CallSession, SessionOptions
+
+logger = logging.getLogger(__name__)
+
+
+class LLMSocketConsumer(AsyncWebsocketConsumer):
+    """Retell's Custom LLM WebSocket for one call: ``/llm-websocket/<call_id>``."""
+
+    session: CallSession | None = None
+
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels' own dispatch first closes stale database connections, a hop through
+        # the one thread that runs sync code, before *every* frame. Pings would queue
+        # behind other calls' database work; this consumer touches the database only in
+        # its own tasks (which clean up after themselves), so it skips that hop.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def connect(self) -> None:
+        call_id = self.scope["url_route"]["kwargs"]["call_id"]
+        refusal = socket_refusal(
+            self.scope,
+            token=settings.LLM_SOCKET_TOKEN,
+            allowed_ips=settings.LLM_SOCKET_ALLOWED_IPS,
+            trusted_proxies=settings.TRUSTED_PROXY_COUNT,
+        )
+        if refusal:
+            logger.warning("llm socket refused: %s", refusal, extra={"call_id": call_id})
+            await self.close()  # before accept: the handshake is answered 403
+            return
+        await self.accept()
+        self.session = CallSession(
+            call_id=call_id,
+            send_text=self._send_text,
+            close_socket=self._close_socket,
+            options=SessionOptions.from_settings(),
+        )
+        await self.session.start()
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is None:
+            return
+        if text_data is not None:
+            await self.session.receive_text(text_data)
+        else:
+            self.session.receive_binary(len(bytes_data or b""))
+
+    async def disconnect(self, code: int) -> None:
+        if self.session is not None:
+            await self.session.shutdown(close_code=code)
+
+    async def _send_text(self, text: str) -> None:
+        await self.send(text_data=text)
+
+    async def _close_socket(self, code: int) -> None:
+        await self.close(code=code)

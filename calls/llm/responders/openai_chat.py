@@ -1,0 +1,200 @@
+"""Answers from any OpenAI-compatible chat-completions endpoint, streamed.
+
+The transcript becomes chat messages behind the profile's system prompt. Tool calls the
+model makes (end_call, transfer_call, press_digit) become Retell actions, announced with
+tool-call records so they show in Retell's transcript. The HTTP stream is closed in a
+``finally``: when a newer request cancels this answer, the upstream generation stops
+instead of running on unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+import weakref
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from django.conf import settings
+from openai import AsyncOpenAI
+
+from calls.llm.profiles import Profile, api_key_for, render
+from calls.llm.responders.base import (
+    AnswerContext,
+    EndCall,
+    Piece,
+    PressDigit,
+    Speak,
+    ToolFinished,
+    ToolStarted,
+    Transfer,
+    is_digit,
+)
+
+ROLES = {"agent": "assistant", "user": "user"}
+REMINDER_NOTE = (
+    "(The caller has said nothing for a while. Say one short sentence to re-engage them.)"
+)
+_MESSAGE = {"type": "string", "description": "The short sentence to say first."}
+TOOLS: dict[str, dict[str, Any]] = {
+    "end_call": {
+        "description": "Hang up once the conversation is over or the caller wants to leave.",
+        "parameters": {
+            "type": "object",
+            "properties": {"message": _MESSAGE},
+            "required": ["message"],
+        },
+    },
+    "transfer_call": {
+        "description": "Transfer the caller to a human colleague.",
+        "parameters": {
+            "type": "object",
+            "properties": {"message": _MESSAGE},
+            "required": ["message"],
+        },
+    },
+    "press_digit": {
+        "description": "Press a key on the phone keypad, e.g. to navigate a phone menu.",
+        "parameters": {
+            "type": "object",
+            "properties": {"digit": {"type": "string", "enum": sorted("0123456789*#")}},
+            "required": ["digit"],
+        },
+    },
+}
+
+
+# One client per endpoint (and event loop) per process, so its connection pool is reused
+# across calls. Keyed by loop because pooled connections cannot cross event loops.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], AsyncOpenAI]]
+_clients = weakref.WeakKeyDictionary()
+
+
+def openai_client(*, base_url: str, api_key: str) -> AsyncOpenAI:
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    client = per_loop.get((base_url, api_key))
+    if client is None:
+        client = AsyncOpenAI(
+            base_url=base_url or None,
+            # Local OpenAI-compatible servers often need no key; the SDK insists on one.
+            api_key=api_key or "unused",
+            # No SDK retries: Retell re-asks within a second anyway, and a retry would
+            # only delay the fallback line.
+            max_retries=0,
+            timeout=settings.LLM_ANSWER_TIMEOUT_MS / 1000,
+        )
+        per_loop[(base_url, api_key)] = client
+    return client
+
+
+def chat_messages(context: AnswerContext) -> list[dict[str, str]]:
+    messages = []
+    prompt = render(context.profile.system_prompt, context.variables)
+    if prompt:
+        messages.append({"role": "system", "content": prompt})
+    for utterance in context.transcript:
+        role = ROLES.get(str(utterance.get("role")))
+        content = str(utterance.get("content", ""))
+        if role and content:
+            messages.append({"role": role, "content": content})
+    if context.reminder:
+        messages.append({"role": "user", "content": REMINDER_NOTE})
+    return messages
+
+
+def tool_specs(profile: Profile) -> list[dict[str, Any]]:
+    if not profile.tools_enabled:
+        return []
+    names = [name for name in TOOLS if name != "transfer_call" or profile.transfer_number]
+    return [{"type": "function", "function": {"name": name, **TOOLS[name]}} for name in names]
+
+
+def request_options(context: AnswerContext) -> dict[str, Any]:
+    profile = context.profile
+    options: dict[str, Any] = {
+        "model": profile.model or settings.OPENAI_MODEL,
+        "messages": chat_messages(context),
+        "stream": True,
+    }
+    if profile.temperature is not None:
+        options["temperature"] = profile.temperature
+    tools = tool_specs(profile)
+    if tools:
+        options["tools"] = tools
+    return options
+
+
+@dataclass(slots=True)
+class ToolCallDraft:
+    """A tool call as it streams in: id and name once, arguments in fragments."""
+
+    tool_call_id: str = ""
+    name: str = ""
+    arguments: list[str] = field(default_factory=list)
+
+
+def _collect_tool_calls(drafts: dict[int, ToolCallDraft], deltas: Any) -> None:
+    for delta in deltas or ():
+        draft = drafts.setdefault(delta.index, ToolCallDraft())
+        draft.tool_call_id = delta.id or draft.tool_call_id
+        if delta.function is not None:
+            draft.name = delta.function.name or draft.name
+            if delta.function.arguments:
+                draft.arguments.append(delta.function.arguments)
+
+
+def _arguments(text: str) -> Mapping[str, Any]:
+    try:
+        value = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def tool_pieces(draft: ToolCallDraft, profile: Profile) -> list[Piece]:
+    """What a finished tool call means for the call, announced before and after it runs."""
+    tool_call_id = draft.tool_call_id or f"call_{uuid.uuid4().hex}"
+    arguments = "".join(draft.arguments) or "{}"
+    args = _arguments(arguments)
+    message = str(args.get("message") or "")
+    started = ToolStarted(tool_call_id, draft.name, arguments)
+    if draft.name == "end_call":
+        finished = ToolFinished(tool_call_id, "Call ended.", True)
+        return [started, finished, Speak(message or profile.closing_line), EndCall()]
+    if draft.name == "transfer_call" and profile.transfer_number:
+        finished = ToolFinished(tool_call_id, "Transferring the caller.", True)
+        return [started, finished, Speak(message), Transfer(profile.transfer_number)]
+    digit = str(args.get("digit") or "")
+    if draft.name == "press_digit" and is_digit(digit):
+        return [started, ToolFinished(tool_call_id, f"Pressed {digit}.", True), PressDigit(digit)]
+    return [started, ToolFinished(tool_call_id, "Not available.", False)]
+
+
+class OpenAIResponder:
+    async def answer(self, context: AnswerContext) -> AsyncGenerator[Piece, None]:
+        profile = context.profile
+        if context.reminder and profile.reminder_line:
+            yield Speak(render(profile.reminder_line, context.variables))
+            return
+        client = openai_client(
+            base_url=profile.base_url or settings.OPENAI_BASE_URL, api_key=api_key_for(profile)
+        )
+        stream = await client.chat.completions.create(**cast(Any, request_options(context)))
+        drafts: dict[int, ToolCallDraft] = {}
+        try:
+            async for chunk in stream:
+                if not chunk.choices:
+                    continue
+                delta = chunk.choices[0].delta
+                if delta.content:
+                    yield Speak(delta.content)
+                _collect_tool_calls(drafts, delta.tool_calls)
+        finally:
+            # Also on cancellation: closing the response closes its connection, which is
+            # how the endpoint learns to stop generating.
+            await stream.close()
+        for index in sorted(drafts):
+            for piece in tool_pieces(drafts[index], profile):
+                yield piece
