@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -73,17 +74,43 @@ def asgi_server(
     """
     with django_db_blocker.unblock():
         url = database_url(connections["default"].settings_dict)
-    env = {
+    log_path = tmp_path_factory.mktemp("daphne") / "server.log"
+    with daphne_server(_server_env(url), log_path) as server:
+        yield server
+
+
+def _server_env(database: str) -> dict[str, str]:
+    return {
         "DEBUG": "false",
         "SECRET_KEY": "test-secret-key-for-the-asgi-server-0123456789",
         "RETELL_API_KEY": ",".join(retell.TEST_KEYS),
-        "DATABASE_URL": url,
+        "DATABASE_URL": database,
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
         "LOG_LEVEL": "INFO",
     }
-    log_path = tmp_path_factory.mktemp("daphne") / "server.log"
-    with daphne_server(env, log_path) as server:
-        yield server
+
+
+StartServer = Callable[[Mapping[str, str]], RunningServer]
+
+
+@pytest.fixture(scope="session")
+def asgi_server_factory(
+    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[StartServer]:
+    """Start another server like ``asgi_server``, with extra environment variables.
+
+    For configurations the shared server does not have (e.g. ``AGENT_RESPONDER=openai``
+    against a fake model). Every server started stops when the session ends.
+    """
+    with django_db_blocker.unblock():
+        url = database_url(connections["default"].settings_dict)
+    with ExitStack() as servers:
+
+        def start(extra_env: Mapping[str, str]) -> RunningServer:
+            log_path = tmp_path_factory.mktemp("daphne") / "server.log"
+            return servers.enter_context(daphne_server({**_server_env(url), **extra_env}, log_path))
+
+        yield start
 
 
 @pytest.fixture
