@@ -93,7 +93,7 @@ RAW_EVENT = {
 
 @pytest.fixture
 def user() -> Any:
-    return UserFactory()
+    return UserFactory.create()
 
 
 @pytest.fixture
@@ -106,7 +106,7 @@ def api(user) -> APIClient:
 @pytest.fixture
 def staff_api() -> APIClient:
     client = APIClient()
-    client.force_authenticate(StaffFactory())
+    client.force_authenticate(StaffFactory.create())
     return client
 
 
@@ -436,7 +436,7 @@ def export(api: APIClient, query: str = "") -> list[str]:
     assert response.streaming
     assert response["Content-Type"] == "text/csv; charset=utf-8"
     assert response["Content-Disposition"] == 'attachment; filename="calls.csv"'
-    return b"".join(response.streaming_content).decode().splitlines()
+    return response.getvalue().decode().splitlines()
 
 
 def test_it_exports_calls_as_csv(api, pinned_call):
@@ -498,7 +498,7 @@ def test_it_answers_401_json_without_credentials(url):
 @pytest.mark.usefixtures("pinned_call")
 @pytest.mark.parametrize("url", ENDPOINTS)
 def test_it_serves_every_endpoint_to_a_bearer_token(url):
-    _, token = api_token_create(user=StaffFactory())
+    _, token = api_token_create(user=StaffFactory.create())
     response = APIClient().get(url, headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
 
@@ -513,7 +513,7 @@ def test_it_refuses_a_bad_token(header):
 
 
 def test_it_refuses_the_token_of_an_inactive_user():
-    user = UserFactory(is_active=False)
+    user = UserFactory.create(is_active=False)
     _, token = api_token_create(user=user)
     response = APIClient().get("/api/calls/", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 401
@@ -542,7 +542,7 @@ def test_it_keeps_raw_bodies_from_non_staff(api):
 
 def test_it_keeps_the_webhook_on_signatures_only():
     # No API credentials make an unsigned webhook acceptable.
-    _, token = api_token_create(user=StaffFactory())
+    _, token = api_token_create(user=StaffFactory.create())
     response = APIClient().post(
         "/webhook",
         data=b"{}",
