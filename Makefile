@@ -23,7 +23,16 @@ install: $(VENV)/.installed
 migrate: install
 	$(PY) manage.py migrate --noinput
 
+# The task worker runs beside the server, so side effects (notifications, forwarding,
+# recordings) happen locally too. Ctrl-C reaches both (one process group) and the worker
+# finishes its current task; if the server stops by itself, the EXIT trap stops the worker
+# the same way. The worker runs without autoreload so that one signal means one clean stop.
 run: migrate
+	$(PY) manage.py outbox_requeue
+	@trap 'kill $$worker 2>/dev/null; wait $$worker 2>/dev/null' EXIT; \
+	trap 'wait $$worker 2>/dev/null; exit 130' INT; \
+	trap 'exit 143' TERM; \
+	$(PY) manage.py db_worker --no-reload & worker=$$!; \
 	$(PY) manage.py runserver $(HOST):$(PORT)
 
 test: install

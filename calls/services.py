@@ -18,6 +18,7 @@ from django.utils import timezone
 from calls.merge import Observation, merge, observation_version
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
+from notifications.services import outbox_enqueue_for_delivery
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,9 @@ def call_event_record(
     )
     observation = delivery_observation(event=event.event, call=event.call, body_sha256=body_sha256)
     call_observe(call=call, observation=observation, seen_at=now)
+    # Side effects are outbox rows in this same transaction: they commit with the event
+    # or not at all, and the request itself never touches the network (design rule 5).
+    outbox_enqueue_for_delivery(call=call, event=row)
     return DeliveryOutcome(call=call, event=row, created=True)
 
 

@@ -70,6 +70,11 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    # The outbox: django-tasks (Django 6's django.tasks, backported) with its database
+    # backend, and the side effects it runs (notifications/).
+    "django_tasks",
+    "django_tasks_db",
+    "notifications",
     "calls",
     "accounts",
 ]
@@ -247,6 +252,32 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Outbox: notifications, forwarding, recordings (notifications/) ---------------------
+# Tasks are rows in this database, written in the same transaction as the event that
+# caused them (the backend's enqueue is a plain INSERT); `manage.py db_worker` runs them.
+TASKS: dict[str, Any] = {
+    "default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": ["default"]}
+}
+# Where links in notifications point (the admin page of a call).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000")
+# Slack incoming webhook (the URL is the credential) and which events it hears about.
+SLACK_WEBHOOK_URL = env_secret("SLACK_WEBHOOK_URL")
+SLACK_NOTIFY_EVENTS = env_list("SLACK_NOTIFY_EVENTS", "call_analyzed,error_disconnection")
+SLACK_SHOW_PHONE_NUMBERS = env_bool("SLACK_SHOW_PHONE_NUMBERS", False)
+# Forward normalised events, signed per Standard Webhooks, to each of these endpoints.
+FORWARD_URLS = env_list("FORWARD_URLS")
+FORWARD_EVENTS = env_list("FORWARD_EVENTS")  # empty: every event type
+FORWARD_SIGNING_SECRET = env_secret("FORWARD_SIGNING_SECRET")
+# Copy recordings into MEDIA storage as soon as a recording_url arrives.
+RECORDINGS_CAPTURE = env_bool("RECORDINGS_CAPTURE", False)
+RECORDINGS_MAX_BYTES = env_int("RECORDINGS_MAX_BYTES", 512 * 1024 * 1024)
+# Retries: backoff doubles from OUTBOX_BACKOFF_SECONDS up to the cap; after
+# OUTBOX_MAX_ATTEMPTS failed attempts a delivery is dead (admin can retry it).
+OUTBOX_MAX_ATTEMPTS = env_int("OUTBOX_MAX_ATTEMPTS", 8)
+OUTBOX_BACKOFF_SECONDS = env_int("OUTBOX_BACKOFF_SECONDS", 30)
+OUTBOX_BACKOFF_MAX_SECONDS = env_int("OUTBOX_BACKOFF_MAX_SECONDS", 3600)
+OUTBOX_HTTP_TIMEOUT_SECONDS = env_int("OUTBOX_HTTP_TIMEOUT_SECONDS", 10)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING: dict[str, Any] = {

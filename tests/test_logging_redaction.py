@@ -99,7 +99,7 @@ def test_it_masks_sensitive_extra_fields_on_the_record():
         __file__,
         1,
         "stored",
-        None,
+        (),
         None,
         extra={"transcript": TRANSCRIPT, "note": f"from {NUMBER}", "call_id": "call_1"},
     )
