@@ -1,0 +1,173 @@
+from __future__ import annotations
+
+import io
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from calls.models import Call, CallEvent
+from notifications.models import Delivery, DeliveryState, Destination, DestinationKind, Recording
+from tests import retell
+from tests.outbox import FORWARD_SECRET, Receiver, tasks_run_ready
+
+pytestmark = pytest.mark.django_db
+
+OLD = ["call_old_1", "call_old_2"]
+RECENT = "call_recent_1"
+
+
+@pytest.fixture(autouse=True)
+def _outbox_settings(settings: Any, tmp_path: Any) -> None:
+    settings.SLACK_WEBHOOK_URL = ""
+    settings.FORWARD_URLS = []
+    settings.RECORDINGS_CAPTURE = False
+    settings.MEDIA_ROOT = tmp_path / "media"
+
+
+@pytest.fixture
+def crm(httpserver) -> Receiver:
+    """A forwarding destination; request it before ``calls`` so their events have deliveries."""
+    receiver = Receiver(httpserver, "/crm")
+    Destination.objects.create(
+        name="crm", kind=DestinationKind.FORWARD, url=receiver.url, signing_secret=FORWARD_SECRET
+    )
+    return receiver
+
+
+@pytest.fixture
+def calls(signed_post) -> None:
+    """Two calls 40 days old and one 5 days old, each with three stored events."""
+    for call_id in [*OLD, RECENT]:
+        for name in ("call_started", "call_ended", "call_analyzed"):
+            signed_post(retell.compact(retell.with_call_id(retell.fixture_json(name), call_id)))
+    now = timezone.now()
+    Call.objects.filter(call_id__in=OLD).update(started_at=now - timedelta(days=40))
+    Call.objects.filter(call_id=RECENT).update(started_at=now - timedelta(days=5))
+
+
+def prune(*args: str) -> str:
+    out = io.StringIO()
+    call_command("prune_calls", *args, stdout=out)
+    return out.getvalue()
+
+
+def test_a_dry_run_prune_says_what_it_would_delete_and_deletes_nothing(calls):
+    output = prune("--days", "30", "--dry-run")
+    assert output.startswith("Would delete 2 call(s) from before ")
+    assert output.endswith("(6 events, 0 deliveries, 0 recordings).\n")
+    assert Call.objects.count() == 3
+    assert CallEvent.objects.count() == 9
+
+
+def test_prune_deletes_old_calls_with_their_events_and_deliveries(crm, calls):
+    output = prune("--days", "30")
+    assert output.startswith("Deleted 2 call(s)")
+    assert output.endswith("(6 events, 6 deliveries, 0 recordings).\n")
+    assert list(Call.objects.values_list("call_id", flat=True)) == [RECENT]
+    assert CallEvent.objects.count() == 3
+    assert set(Delivery.objects.values_list("call__call_id", flat=True)) == {RECENT}
+    assert prune("--days", "30").startswith("Deleted 0 call(s)")  # cron runs it again
+
+
+def test_a_call_that_never_started_ages_from_when_it_was_stored(signed_post):
+    signed_post(retell.fixture_bytes("failed_dial_call_ended"))
+    Call.objects.update(started_at=None)
+    assert prune("--days", "30").startswith("Deleted 0 call(s)")
+    Call.objects.update(created_at=timezone.now() - timedelta(days=31))
+    assert prune("--days", "30").startswith("Deleted 1 call(s)")
+
+
+def test_a_dry_run_scrub_changes_nothing(calls):
+    output = prune("--days", "30", "--scrub", "transcript,numbers", "--dry-run")
+    assert output.startswith("Would scrub transcript, numbers on 2 call(s)")
+    assert Call.objects.filter(call_id__in=OLD, transcript="").count() == 0
+    assert all(event.raw_body for event in CallEvent.objects.all())
+
+
+def test_scrub_blanks_the_fields_on_the_call_its_events_and_its_deliveries(crm, calls):
+    tasks_run_ready()
+
+    output = prune("--days", "30", "--scrub", "transcript,numbers,analysis,recording")
+    assert output.startswith("Scrubbed transcript, numbers, analysis, recording on 2 call(s)")
+
+    for call in Call.objects.filter(call_id__in=OLD):
+        assert (call.transcript, call.transcript_object, call.transcript_with_tool_calls) == (
+            "",
+            None,
+            None,
+        )
+        assert (call.from_number, call.to_number, call.recording_url) == ("", "", "")
+        assert (call.call_summary, call.custom_analysis_data) == ("", None)
+        assert call.user_sentiment == "Positive"  # not asked for: kept
+        assert_scrubbed(call.call_object)
+        for event in call.events.all():
+            assert event.raw_body == ""
+            assert_scrubbed(event.payload)
+    old_bodies = Delivery.objects.filter(call__call_id__in=OLD, state=DeliveryState.SUCCEEDED)
+    assert set(old_bodies.values_list("body", flat=True)) == {""}
+
+    recent = Call.objects.get(call_id=RECENT)
+    assert recent.transcript
+    assert recent.from_number
+    assert recent.call_summary
+    assert all(event.raw_body for event in recent.events.all())
+    assert all(delivery.body for delivery in recent.deliveries.all())
+    again = prune("--days", "30", "--scrub", "transcript,numbers,analysis,recording")
+    assert again.startswith("Scrubbed transcript, numbers, analysis, recording on 0 call(s)")
+
+
+def assert_scrubbed(document: Any) -> None:
+    removed = {"transcript", "transcript_object", "transcript_with_tool_calls", "recording_url"}
+    assert not removed & set(document)
+    assert not {"from_number", "to_number"} & set(document)
+    analysis = document.get("call_analysis", {})
+    assert not {"call_summary", "custom_analysis_data"} & set(analysis)
+    assert document["call_id"]  # everything else stays
+
+
+def test_scrubbing_recordings_deletes_the_captured_files(
+    signed_post, httpserver, settings, django_capture_on_commit_callbacks
+):
+    settings.RECORDINGS_CAPTURE = True
+    httpserver.expect_request("/rec/a.wav").respond_with_data(b"RIFF-audio")
+    document = retell.fixture_json("call_ended")
+    document["call"]["recording_url"] = httpserver.url_for("/rec/a.wav")
+    signed_post(retell.compact(document))
+    tasks_run_ready()
+    path = settings.MEDIA_ROOT / Recording.objects.get().file.name
+    assert path.exists()
+    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
+    with django_capture_on_commit_callbacks(execute=True):
+        prune("--days", "30", "--scrub", "recording")
+    assert not Recording.objects.exists()
+    assert not path.exists()
+    assert Call.objects.get().recording_url == ""
+
+
+def test_pruning_a_call_removes_its_recording_file(
+    signed_post, httpserver, settings, django_capture_on_commit_callbacks
+):
+    settings.RECORDINGS_CAPTURE = True
+    httpserver.expect_request("/rec/b.wav").respond_with_data(b"RIFF-audio")
+    document = retell.fixture_json("call_ended")
+    document["call"]["recording_url"] = httpserver.url_for("/rec/b.wav")
+    signed_post(retell.compact(document))
+    tasks_run_ready()
+    path = settings.MEDIA_ROOT / Recording.objects.get().file.name
+    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert prune("--days", "30").endswith("(1 events, 1 deliveries, 1 recordings).\n")
+    assert not Recording.objects.exists()
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--days", "0"], ["--days", "30", "--scrub", "voice"], ["--days", "30", "--scrub", ""]],
+)
+def test_it_rejects_bad_arguments(args):
+    with pytest.raises(CommandError):
+        prune(*args)
