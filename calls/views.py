@@ -2,23 +2,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from typing import Any
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
-from rest_framework import exceptions, status
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import BaseRenderer, JSONRenderer
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
-from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from calls.authentication import PayloadTooLarge, RetellSignatureAuthentication, VerifiedDelivery
+from calls.dbwork import run_db
 from calls.payloads import PayloadError, parse_webhook
 from calls.services import call_event_record
+from calls.webhook import Rejected, verify_delivery
 
 logger = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ HEALTH_TIMEOUT_SECONDS = 2.0
 
 
 class AlwaysJSON(BaseContentNegotiation):
-    """Retell sends whatever Accept header it likes; the answer is JSON regardless."""
+    """Answer with the first renderer whatever the Accept header says."""
 
     def select_parser(self, request: Request, parsers: Any) -> Any:
         return parsers[0] if parsers else None
@@ -37,69 +37,48 @@ class AlwaysJSON(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-def _message(code: int, message: str) -> Response:
-    return Response({"message": message}, status=code)
+def _message(status: int, message: str) -> JsonResponse:
+    return JsonResponse({"message": message}, status=status)
 
 
-def webhook_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
-    """The webhook's error contract: a JSON ``message`` and a status Retell acts on.
+@csrf_exempt  # authenticated by its signature; Retell has no CSRF token to send
+async def webhook(request: HttpRequest) -> JsonResponse:
+    """``POST /webhook``: Retell's signed call events.
 
-    Anything unexpected is a 500 so that Retell retries; the transaction has rolled back,
-    so the retry starts from a clean slate.
+    Async so that verification and parsing run on the event loop and only the one
+    transaction goes to a database thread (calls/dbwork.py). Retell acts on the status:
+    2xx means stored, 4xx will not improve on retry, 5xx is retried.
     """
-    if isinstance(exc, exceptions.AuthenticationFailed | exceptions.NotAuthenticated):
-        return _message(status.HTTP_401_UNAUTHORIZED, "Unauthorized")
-    if isinstance(exc, exceptions.PermissionDenied):
-        return _message(status.HTTP_403_FORBIDDEN, "Forbidden")
-    if isinstance(exc, PayloadTooLarge | exceptions.ParseError):
-        return _message(exc.status_code, str(exc.detail))
-    if isinstance(exc, exceptions.MethodNotAllowed):
-        return _message(status.HTTP_405_METHOD_NOT_ALLOWED, "Method Not Allowed")
-    logger.exception("webhook failed; answering 500 so Retell retries", exc_info=exc)
-    return _message(status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")
-
-
-class WebhookView(APIView):
-    """``POST /webhook``: Retell's signed call events."""
-
-    authentication_classes = [RetellSignatureAuthentication]
-    permission_classes: list[Any] = []
-    parser_classes: list[Any] = []
-    renderer_classes = [JSONRenderer]
-    content_negotiation_class = AlwaysJSON
-    throttle_classes: list[Any] = []
-
-    def get_exception_handler(self) -> Any:
-        return webhook_exception_handler
-
-    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
-        # DRF authenticates before it looks at the method; a GET should learn it is the
-        # wrong method, not that it is unsigned.
-        if request.method != "POST":
-            raise exceptions.MethodNotAllowed(request.method or "")
-        super().initial(request, *args, **kwargs)
-
-    def post(self, request: Request) -> Response:
-        delivery = request.auth
-        assert isinstance(delivery, VerifiedDelivery)  # noqa: S101 - set by the authenticator
-        try:
-            event = parse_webhook(delivery.body)
-        except PayloadError as exc:
-            logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
-            raise exceptions.ParseError(str(exc)) from None
-        outcome = call_event_record(
+    if request.method != "POST":
+        return _message(405, "Method Not Allowed")
+    try:
+        delivery = verify_delivery(request)
+        event = parse_webhook(delivery.body)
+    except Rejected as exc:
+        return _message(exc.status, exc.message)
+    except PayloadError as exc:
+        logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
+        return _message(400, str(exc))
+    try:
+        outcome = await run_db(
+            call_event_record,
             event=event,
             raw_body=delivery.body,
             source_ip=delivery.source_ip,
             key_fingerprint=delivery.match.key_fingerprint,
         )
-        logger.info(
-            "webhook %s %s for call %s",
-            "stored" if outcome.created else "duplicate",
-            event.event,
-            event.call_id,
-        )
-        return Response({"received": True})
+    except Exception:
+        # The transaction rolled back: nothing is half-written, and Retell's retry can
+        # succeed once the fault is gone.
+        logger.exception("webhook failed; answering 500 so Retell retries")
+        return _message(500, "Internal Server Error")
+    logger.info(
+        "webhook %s %s for call %s",
+        "stored" if outcome.created else "duplicate",
+        event.event,
+        event.call_id,
+    )
+    return JsonResponse({"received": True})
 
 
 @require_GET
@@ -124,7 +103,7 @@ async def _channel_layer_ok() -> bool:
     return bool(message.get("type") == "health.check")
 
 
-async def _check(probe: Any) -> str:
+async def _check(probe: Awaitable[bool]) -> str:
     try:
         ok = await asyncio.wait_for(probe, timeout=HEALTH_TIMEOUT_SECONDS)
     except Exception:
@@ -136,7 +115,7 @@ async def _check(probe: Any) -> str:
 async def health(request: HttpRequest) -> JsonResponse:
     """Readiness: the database and the channel layer both answer, else 503."""
     if request.method != "GET":
-        return JsonResponse({"message": "Method Not Allowed"}, status=405)
+        return _message(405, "Method Not Allowed")
     checks = {
         "database": await _check(sync_to_async(_database_ok)()),
         "channel_layer": await _check(_channel_layer_ok()),

@@ -193,6 +193,9 @@ WEBHOOK_ALLOWED_IPS = env_list("WEBHOOK_ALLOWED_IPS")
 # How many reverse proxies append to X-Forwarded-For in front of this server. 0: use the
 # socket's peer address and ignore the header, which a client could forge.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
+# Threads that run the webhook's transaction and keep their database connection between
+# deliveries (calls/dbwork.py). SQLite has one writer at a time, so more rarely helps.
+DB_WORKER_THREADS = env_int("DB_WORKER_THREADS", 4)
 
 # --- Call socket (/llm-websocket/<call_id>) and responders -----------------------------------
 # The default agent profile (calls without an AgentProfile row for their agent_id): a JSON

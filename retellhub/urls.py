@@ -4,7 +4,7 @@ from django.urls import include, path
 from calls import views
 
 urlpatterns = [
-    path("webhook", views.WebhookView.as_view(), name="webhook"),
+    path("webhook", views.webhook, name="webhook"),
     path("ping", views.ping, name="ping"),
     path("health", views.health, name="health"),
     path("admin/", admin.site.urls),

@@ -20,6 +20,20 @@ ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 def _retell_keys(settings: Any) -> None:
     settings.RETELL_API_KEYS = list(retell.TEST_KEYS)
     settings.RETELL_API_KEY = retell.PRIMARY_KEY
+    # In-process tests roll back one transaction per test; the webhook's database work must
+    # share it (the daphne-backed tests exercise the real pool).
+    settings.DB_WORKER_THREADS = 0
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _close_connection_pools(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """Close PostgreSQL pools before the test database is dropped, or the drop fails."""
+    yield
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            if connection.settings_dict.get("OPTIONS", {}).get("pool"):
+                connection.close()
+                connection.close_pool()  # type: ignore[attr-defined]
 
 
 def backend_vendor() -> str:

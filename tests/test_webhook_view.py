@@ -108,7 +108,7 @@ def test_it_rejects_unsigned_or_malformed(client, header, reason, caplog):
         )
     assert (response.status_code, body_json(response)) == (401, UNAUTHORIZED)
     assert_nothing_stored()
-    [record] = [r for r in caplog.records if r.name == "calls.authentication"]
+    [record] = [r for r in caplog.records if r.name == "calls.webhook"]
     assert record.reason == reason
     assert "José" not in caplog.text
     assert "transcript" not in caplog.text

@@ -1,0 +1,78 @@
+"""Database work for async views, on long-lived threads that keep their connections.
+
+Under ASGI, Django runs each request's sync code on a fresh thread, so every request opens
+and closes its own database connection: for SQLite that is most of a webhook's cost (the
+connection set-up, and a WAL checkpoint each time the last connection closes). The
+webhook instead hands its one transaction to this small pool, whose threads keep their
+connection between jobs and drop it only after an error, as Django's request cycle would.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+
+R = TypeVar("R")
+
+_lock = threading.Lock()
+_executor: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(
+                max_workers=settings.DB_WORKER_THREADS, thread_name_prefix="retellhub-db"
+            )
+        return _executor
+
+
+def _drop_broken_connections() -> None:
+    for connection in connections.all(initialized_only=True):
+        if connection.connection is None:
+            continue
+        # A job that failed mid-transaction, or a connection the server dropped, must not
+        # poison the next job on this thread.
+        if connection.in_atomic_block or (
+            connection.errors_occurred and not connection.is_usable()
+        ):
+            connection.close()
+        connection.errors_occurred = False
+
+
+def _return_pooled_connections() -> None:
+    # A pooled PostgreSQL connection goes back to the pool after each job: taking it again
+    # is cheap, and the pool, not an idle thread, then owns it.
+    for connection in connections.all(initialized_only=True):
+        if getattr(connection, "pool", None) is not None:
+            connection.close()
+
+
+def _run_job(fn: Callable[..., R], kwargs: dict[str, Any]) -> R:
+    _drop_broken_connections()
+    try:
+        return fn(**kwargs)
+    finally:
+        _drop_broken_connections()
+        _return_pooled_connections()
+
+
+async def run_db(fn: Callable[..., R], /, **kwargs: Any) -> R:
+    """Await ``fn(**kwargs)`` on a database thread.
+
+    With ``DB_WORKER_THREADS = 0`` it runs on the request's own sync thread instead, as a
+    sync view would; tests that wrap each case in a transaction need that, since a pool
+    thread's connection cannot see (or wait out) the test's uncommitted transaction.
+    """
+    if settings.DB_WORKER_THREADS == 0:
+        return await sync_to_async(fn)(**kwargs)
+    job = functools.partial(_run_job, fn, kwargs)
+    return await sync_to_async(job, thread_sensitive=False, executor=_pool())()

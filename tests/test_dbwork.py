@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+
+from calls import dbwork
+from calls.models import Call
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def pool(settings):
+    settings.DB_WORKER_THREADS = 2
+    yield
+    if dbwork._executor is not None:
+        dbwork._executor.shutdown(wait=True)
+        dbwork._executor = None
+
+
+def create_call(*, call_id: str) -> str:
+    Call.objects.create(call_id=call_id)
+    return threading.current_thread().name
+
+
+def call_exists(*, call_id: str) -> bool:
+    # Read through the pool too: the test's own event-loop thread would keep a connection.
+    return Call.objects.filter(call_id=call_id).exists()
+
+
+def fail_inside_a_transaction() -> None:
+    with transaction.atomic():
+        Call.objects.create(call_id="call_rolled_back")
+        raise RuntimeError("boom")
+
+
+def in_atomic_block() -> bool:
+    return connection.in_atomic_block
+
+
+async def test_it_runs_jobs_on_long_lived_database_threads(pool):
+    name = await dbwork.run_db(create_call, call_id="call_a")
+    assert name.startswith("retellhub-db")
+    assert await dbwork.run_db(call_exists, call_id="call_a")
+
+
+async def test_a_failed_job_leaves_nothing_behind_for_the_next(pool):
+    with pytest.raises(RuntimeError):
+        await dbwork.run_db(fail_inside_a_transaction)
+    assert await dbwork.run_db(in_atomic_block) is False
+    assert not await dbwork.run_db(call_exists, call_id="call_rolled_back")
+
+
+def connection_held() -> bool:
+    return connection.connection is not None
+
+
+async def test_between_jobs_sqlite_keeps_and_a_pool_takes_back_the_connection(pool, settings):
+    settings.DB_WORKER_THREADS = 1  # one thread, so both jobs see the same connection slot
+    await dbwork.run_db(create_call, call_id="call_b")
+    held = await dbwork.run_db(connection_held)
+    pooled = getattr(connection, "pool", None) is not None
+    assert held is (not pooled)
