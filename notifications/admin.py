@@ -1,25 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import FileResponse, Http404, HttpRequest
 from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
+from calls.admin import ReadOnlyAdminMixin
 from notifications.models import Delivery, DeliveryAttempt, Destination, Recording
 from notifications.services import delivery_retry
-
-
-class ReadOnlyAdminMixin:
-    """Outbox rows are a log: operators read them and retry, nobody edits them."""
-
-    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Destination)

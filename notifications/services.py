@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -54,8 +54,6 @@ from notifications.models import (
 )
 
 logger = logging.getLogger(__name__)
-
-Clock = Callable[[], datetime]
 
 # How long a claimed attempt may run before another worker may take the delivery over.
 CLAIM_LEASE = timedelta(minutes=5)
@@ -116,11 +114,11 @@ def destination_sync_from_settings(*, existing: list[Destination]) -> list[Desti
             row.enabled = False
             row.save(update_fields=["enabled", "updated_at"])
     for key, want in wanted.items():
-        if key in rows:
-            _destination_update(row=rows[key], want=want)
-        else:
-            want.save()
-            rows[key] = want
+        if key not in rows:
+            # get_or_create: two first-ever webhooks may race to create the same row.
+            fields = {name: getattr(want, name) for name in SYNCED_FIELDS}
+            rows[key], _ = Destination.objects.get_or_create(env_key=key, defaults=fields)
+        _destination_update(row=rows[key], want=want)
     return [*(row for row in existing if row.env_key is None), *rows.values()]
 
 
@@ -382,18 +380,18 @@ def _delivery_finish(
     return str(delivery.state)
 
 
-def delivery_attempt(*, delivery_id: int, clock: Clock = timezone.now) -> str:
+def delivery_attempt(*, delivery_id: int) -> str:
     """One attempt at one delivery; what the task runs. Returns what became of it.
 
     Failures of the receiver never raise: they are the delivery's state, not the task's,
     so the task row stays a clean record of "ran" and its traceback never holds payloads.
     """
-    started = clock()
+    started = timezone.now()
     delivery = _delivery_claim(delivery_id=delivery_id, now=started)
     if delivery is None:
         return "skipped"
     result = _delivery_send(delivery, now=started)
-    state = _delivery_finish(delivery=delivery, started=started, result=result, now=clock())
+    state = _delivery_finish(delivery=delivery, started=started, result=result, now=timezone.now())
     logger.info(
         "delivery %s (%s) attempt %s: %s %s",
         delivery.pk,
@@ -409,13 +407,13 @@ def delivery_attempt(*, delivery_id: int, clock: Clock = timezone.now) -> str:
 
 
 @transaction.atomic
-def delivery_retry(*, delivery_ids: Iterable[int], clock: Clock = timezone.now) -> int:
+def delivery_retry(*, delivery_ids: Iterable[int]) -> int:
     """Send these again now: dead ones get a fresh budget, waiting ones skip the wait.
 
     Deliveries that succeeded or have an attempt in flight are left alone, so a retry can
     never make a destination receive an event twice.
     """
-    now = clock()
+    now = timezone.now()
     retried = 0
     deliveries = Delivery.objects.select_for_update().filter(
         Q(locked_until__isnull=True) | Q(locked_until__lte=now),
@@ -434,15 +432,15 @@ def delivery_retry(*, delivery_ids: Iterable[int], clock: Clock = timezone.now) 
     return retried
 
 
-def delivery_requeue_overdue(*, grace: timedelta, clock: Clock = timezone.now) -> int:
+def delivery_requeue_overdue(*, grace: timedelta) -> int:
     """Re-enqueue pending deliveries whose attempt should have happened ``grace`` ago.
 
     A task row can be lost to a worker killed mid-task (it stays "running"); the delivery
     then waits here. Safe to run any time: the claim makes duplicate tasks skip.
     """
-    now = clock()
+    now = timezone.now()
     overdue = Delivery.objects.filter(_due(now - grace)).values_list("pk", flat=True)
-    return delivery_retry(delivery_ids=list(overdue), clock=clock)
+    return delivery_retry(delivery_ids=list(overdue))
 
 
 # --- Retention ------------------------------------------------------------------------------

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.core.management import call_command
+from django.utils import timezone
 from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
@@ -22,7 +25,7 @@ from notifications.models import (
     DestinationKind,
     Recording,
 )
-from notifications.services import delivery_retry
+from notifications.services import CLAIM_LEASE, delivery_retry
 from tests import retell
 from tests.outbox import (
     FORWARD_SECRET,
@@ -285,6 +288,35 @@ def test_two_tasks_for_one_delivery_send_it_once(signed_post, httpserver):
     )
     assert returns == ["skipped", "succeeded"]
     assert delivery_retry(delivery_ids=[delivery.pk]) == 0  # succeeded: never again
+
+
+def test_outbox_requeue_recovers_a_delivery_whose_worker_died_mid_attempt(signed_post, httpserver):
+    receiver = Receiver(httpserver, "/crm")
+    forward_destination(receiver)
+    signed_post(retell.fixture_bytes("call_ended"))
+    # A worker claimed the task and the delivery, then was killed: both stay claimed.
+    DBTaskResult.objects.get().claim("killed-worker")
+    claimed_at = timezone.now() - timedelta(minutes=2)
+    Delivery.objects.update(
+        attempts=1, next_attempt_at=claimed_at, locked_until=claimed_at + CLAIM_LEASE
+    )
+    assert tasks_run_ready() == 0
+    assert requeue() == "Re-enqueued 0 overdue delivery(ies).\n"  # may still be in flight
+
+    claimed_at = timezone.now() - timedelta(minutes=30)
+    Delivery.objects.update(next_attempt_at=claimed_at, locked_until=claimed_at + CLAIM_LEASE)
+    assert requeue() == "Re-enqueued 1 overdue delivery(ies).\n"
+    assert tasks_run_ready() == 1
+    delivery = Delivery.objects.get()
+    assert (delivery.state, delivery.attempts) == (DeliveryState.SUCCEEDED, 2)
+    assert len(receiver.requests()) == 1
+    assert requeue() == "Re-enqueued 0 overdue delivery(ies).\n"
+
+
+def requeue() -> str:
+    out = io.StringIO()
+    call_command("outbox_requeue", stdout=out)
+    return out.getvalue()
 
 
 # --- Destinations from the environment ----------------------------------------------------

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import io
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -128,40 +129,38 @@ def assert_scrubbed(document: Any) -> None:
     assert document["call_id"]  # everything else stays
 
 
-def test_scrubbing_recordings_deletes_the_captured_files(
-    signed_post, httpserver, settings, django_capture_on_commit_callbacks
-):
+@pytest.fixture
+def recording_path(signed_post, httpserver, settings) -> Path:
+    """A 31-day-old call whose recording was captured; the file's path."""
     settings.RECORDINGS_CAPTURE = True
     httpserver.expect_request("/rec/a.wav").respond_with_data(b"RIFF-audio")
     document = retell.fixture_json("call_ended")
     document["call"]["recording_url"] = httpserver.url_for("/rec/a.wav")
     signed_post(retell.compact(document))
     tasks_run_ready()
+    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
     path = settings.MEDIA_ROOT / Recording.objects.get().file.name
     assert path.exists()
-    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
+    return path
+
+
+def test_scrubbing_recordings_deletes_the_captured_files(
+    recording_path, django_capture_on_commit_callbacks
+):
     with django_capture_on_commit_callbacks(execute=True):
         prune("--days", "30", "--scrub", "recording")
     assert not Recording.objects.exists()
-    assert not path.exists()
+    assert not recording_path.exists()
     assert Call.objects.get().recording_url == ""
 
 
 def test_pruning_a_call_removes_its_recording_file(
-    signed_post, httpserver, settings, django_capture_on_commit_callbacks
+    recording_path, django_capture_on_commit_callbacks
 ):
-    settings.RECORDINGS_CAPTURE = True
-    httpserver.expect_request("/rec/b.wav").respond_with_data(b"RIFF-audio")
-    document = retell.fixture_json("call_ended")
-    document["call"]["recording_url"] = httpserver.url_for("/rec/b.wav")
-    signed_post(retell.compact(document))
-    tasks_run_ready()
-    path = settings.MEDIA_ROOT / Recording.objects.get().file.name
-    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
     with django_capture_on_commit_callbacks(execute=True):
         assert prune("--days", "30").endswith("(1 events, 1 deliveries, 1 recordings).\n")
     assert not Recording.objects.exists()
-    assert not path.exists()
+    assert not recording_path.exists()
 
 
 @pytest.mark.parametrize(
