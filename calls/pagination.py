@@ -3,7 +3,7 @@
 DRF's CursorPagination keys on the first ordering column only and breaks on NULLs (a
 call without a duration or cost would turn the cursor into the string "None"). Here the
 cursor is the last row's (sort value, primary key), so pages stay stable while calls
-arrive, NULLs sort last in either direction, and no OFFSET grows with the page number.
+arrive, NULLs have a place in either direction, and no OFFSET grows with the page number.
 """
 
 from __future__ import annotations
@@ -34,23 +34,28 @@ class Ordering:
     descending: bool
 
     def order_by(self) -> list[Any]:
+        # NULL sorts as the largest value, as PostgreSQL does by itself: first when
+        # descending, last when ascending. Then a plain index on the column serves both
+        # directions (a backward scan for the default newest-first list); SQLite is told.
         column = F(self.field)
         if self.descending:
-            return [column.desc(nulls_last=True), "-pk"]
+            return [column.desc(nulls_first=True), "-pk"]
         return [column.asc(nulls_last=True), "pk"]
 
     def after(self, value: Any, pk: int) -> Q:
         """Rows that come after the row (value, pk) in this ordering."""
-        if value is None:  # already among the NULLs, which come last
-            return Q(
-                **{f"{self.field}__isnull": True, "pk__lt" if self.descending else "pk__gt": pk}
-            )
-        beyond, tie = ("lt", "pk__lt") if self.descending else ("gt", "pk__gt")
-        return (
-            Q(**{f"{self.field}__{beyond}": value})
-            | Q(**{self.field: value, tie: pk})
-            | Q(**{f"{self.field}__isnull": True})
-        )
+        field, tie = self.field, ("pk__lt" if self.descending else "pk__gt")
+        is_null = Q(**{f"{field}__isnull": True})
+        if value is None:
+            among_nulls = is_null & Q(**{tie: pk})
+            # Descending, the NULLs came first and every value is still to come.
+            return among_nulls | ~is_null if self.descending else among_nulls
+        beyond = Q(**{f"{field}__{'lt' if self.descending else 'gt'}": value})
+        rest = beyond | Q(**{field: value, tie: pk})
+        if self.descending:
+            # The redundant bound lets PostgreSQL turn the OR into an index range.
+            return Q(**{f"{field}__lte": value}) & rest
+        return rest | is_null
 
 
 def orderings(fields: Mapping[str, str]) -> dict[str, Ordering]:

@@ -330,7 +330,9 @@ def test_it_pages_through_every_call_once(api):
     ]
 
 
-@pytest.mark.parametrize("ordering", ["duration", "-duration", "cost", "-cost", "started_at"])
+@pytest.mark.parametrize(
+    "ordering", ["duration", "-duration", "cost", "-cost", "started_at", "-started_at"]
+)
 def test_it_pages_through_ties_and_nulls(api, ordering):
     # Equal values and NULLs are where naive cursors skip or repeat rows.
     for n in range(9):
