@@ -19,6 +19,7 @@ from calls.dbwork import run_db
 from calls.payloads import PayloadError, parse_webhook
 from calls.services import call_event_record
 from calls.webhook import Rejected, verify_delivery
+from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ async def webhook(request: HttpRequest) -> JsonResponse:
         delivery = verify_delivery(request)
         event = parse_webhook(delivery.body)
     except Rejected as exc:
+        metrics.webhook_delivery(event=None, outcome=exc.reason)
         return _message(exc.status, exc.message)
     except PayloadError as exc:
+        metrics.webhook_delivery(event=None, outcome="bad_payload")
         logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
         return _message(400, str(exc))
     try:
@@ -71,13 +74,11 @@ async def webhook(request: HttpRequest) -> JsonResponse:
         # The transaction rolled back: nothing is half-written, and Retell's retry can
         # succeed once the fault is gone.
         logger.exception("webhook failed; answering 500 so Retell retries")
+        metrics.webhook_delivery(event=event.event, outcome="error")
         return _message(500, "Internal Server Error")
-    logger.info(
-        "webhook %s %s for call %s",
-        "stored" if outcome.created else "duplicate",
-        event.event,
-        event.call_id,
-    )
+    result = "stored" if outcome.created else "duplicate"
+    metrics.webhook_delivery(event=event.event, outcome=result)
+    logger.info("webhook %s %s for call %s", result, event.event, event.call_id)
     return JsonResponse({"received": True})
 
 

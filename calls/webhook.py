@@ -20,12 +20,17 @@ logger = logging.getLogger(__name__)
 
 
 class Rejected(Exception):
-    """A delivery refused before storage, with the status and message the caller gets."""
+    """A delivery refused before storage, with the status and message the caller gets.
 
-    def __init__(self, status: int, message: str) -> None:
+    ``reason`` is a short machine-readable name for metrics (signing.SignatureError's
+    reasons, or forbidden, too_large, bad_payload).
+    """
+
+    def __init__(self, status: int, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,8 +49,8 @@ def read_limited_body(request: HttpRequest, *, limit: int) -> bytes:
     try:
         declared = int(request.META.get("CONTENT_LENGTH") or 0)
     except ValueError:
-        raise Rejected(400, "Invalid Content-Length header.") from None
-    too_large = Rejected(413, f"Body exceeds {limit} bytes.")
+        raise Rejected(400, "Invalid Content-Length header.", reason="bad_payload") from None
+    too_large = Rejected(413, f"Body exceeds {limit} bytes.", reason="too_large")
     if declared > limit:
         raise too_large
     body = request.read(limit + 1)
@@ -59,7 +64,7 @@ def verify_delivery(request: HttpRequest) -> VerifiedDelivery:
     source_ip = client_ip(request.META, trusted_proxies=settings.TRUSTED_PROXY_COUNT)
     if not ip_allowed(source_ip, settings.WEBHOOK_ALLOWED_IPS):
         logger.warning("webhook refused: address not allowed", extra={"source_ip": source_ip})
-        raise Rejected(403, "Forbidden")
+        raise Rejected(403, "Forbidden", reason="forbidden")
     body = read_limited_body(request, limit=settings.WEBHOOK_MAX_BODY_BYTES)
     try:
         match = signing.verify(
@@ -72,5 +77,5 @@ def verify_delivery(request: HttpRequest) -> VerifiedDelivery:
         logger.warning(
             "webhook refused: %s", exc.reason, extra={"reason": exc.reason, "source_ip": source_ip}
         )
-        raise Rejected(401, "Unauthorized") from None
+        raise Rejected(401, "Unauthorized", reason=exc.reason) from None
     return VerifiedDelivery(body=body, source_ip=source_ip, match=match)

@@ -2,11 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from calls import views
+from retellhub.metrics import metrics_view
 
 urlpatterns = [
     path("webhook", views.webhook, name="webhook"),
     path("ping", views.ping, name="ping"),
     path("health", views.health, name="health"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include("calls.api")),
 ]
