@@ -31,6 +31,10 @@ EVENT_RANK: dict[str, int] = {
     "transfer_cancelled": 32,
     "transfer_ended": 33,
     "call_ended": 40,
+    # A snapshot from Retell's API (manage.py sync_calls, only of finished calls): newer than
+    # call_ended, whose data it contains, but below call_analyzed, whose analysis stays the
+    # authoritative one. It fills what missed webhooks left out.
+    "retell_api": 45,
     "call_analyzed": 50,
 }
 UNKNOWN_EVENT_RANK = 15
