@@ -7,11 +7,13 @@ Every filter is strict: a value it cannot read is a form error, which the API an
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import django_filters as filters
 from django import forms
 from django.db.models import Q, QuerySet
+from django_filters.fields import IsoDateTimeField
 
 from calls.models import Call, CallEvent, CallStatus, Direction, Sentiment
 
@@ -42,6 +44,27 @@ class StrictBooleanFilter(filters.BooleanFilter):
     field_class = StrictBooleanField
 
 
+class UtcIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time, converted to UTC. PostgreSQL refuses UTC offsets beyond ±15:59,
+    which ISO 8601 and Python allow (up to ±23:59), and a time near year 1 or 9999 may
+    have no UTC equivalent at all: both are a 400 here rather than a database error."""
+
+    def to_python(self, value: Any) -> datetime | None:
+        parsed = super().to_python(value)
+        if parsed is None:
+            return None
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:
+            raise forms.ValidationError(
+                "This time has no UTC equivalent.", code="invalid"
+            ) from None
+
+
+class UtcIsoDateTimeFilter(filters.IsoDateTimeFilter):
+    field_class = UtcIsoDateTimeField
+
+
 class CallFilter(filters.FilterSet):
     status = filters.ChoiceFilter(choices=CallStatus.choices)
     agent = filters.CharFilter(field_name="agent_id", label="Agent id.")
@@ -52,10 +75,10 @@ class CallFilter(filters.FilterSet):
     disconnection_reason = filters.CharFilter()
     from_number = filters.CharFilter()
     to_number = filters.CharFilter()
-    started_after = filters.IsoDateTimeFilter(
+    started_after = UtcIsoDateTimeFilter(
         field_name="started_at", lookup_expr="gte", label="Started at or after (ISO 8601)."
     )
-    started_before = filters.IsoDateTimeFilter(
+    started_before = UtcIsoDateTimeFilter(
         field_name="started_at", lookup_expr="lt", label="Started before (ISO 8601)."
     )
     has_analysis = StrictBooleanFilter(method="filter_has_analysis", label="Analysis received.")
@@ -85,10 +108,10 @@ class CallFilter(filters.FilterSet):
 class CallEventFilter(filters.FilterSet):
     call = filters.CharFilter(field_name="call__call_id", label="Call id.")
     event = filters.CharFilter(label="Event name, e.g. call_ended.")
-    received_after = filters.IsoDateTimeFilter(
+    received_after = UtcIsoDateTimeFilter(
         field_name="first_received_at", lookup_expr="gte", label="First received at or after."
     )
-    received_before = filters.IsoDateTimeFilter(
+    received_before = UtcIsoDateTimeFilter(
         field_name="first_received_at", lookup_expr="lt", label="First received before."
     )
 

@@ -13,7 +13,7 @@ import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
@@ -147,7 +147,14 @@ class KeysetPagination(BasePagination):
             if key != self.ordering.key or not isinstance(pk, int) or not 0 < pk < 2**63:
                 raise ValueError
             return _field_value(model, self.ordering.field, value), pk
-        except (ValueError, TypeError, UnicodeError, binascii.Error, DjangoValidationError):
+        except (
+            ValueError,
+            TypeError,
+            OverflowError,
+            UnicodeError,
+            binascii.Error,
+            DjangoValidationError,
+        ):
             raise ValidationError(
                 {self.cursor_param: ["Invalid cursor; use the `next` link as given."]}
             ) from None
@@ -170,8 +177,10 @@ def _field_value(model: type[Model], name: str, raw: Any) -> Any:
     field = model._meta.get_field(name)
     value = field.to_python(raw)  # type: ignore[union-attr]
     field.run_validators(value)  # type: ignore[union-attr]
-    if isinstance(value, datetime) and timezone.is_naive(value):
-        raise ValueError("naive datetime")
+    if isinstance(value, datetime):
+        if timezone.is_naive(value):
+            raise ValueError("naive datetime")
+        return value.astimezone(UTC)  # see filters.UtcIsoDateTimeField: PostgreSQL's offsets
     return value
 
 

@@ -383,6 +383,7 @@ def cursor(payload: Any) -> str:
         "ordering=duration&cursor=" + cursor(["duration", 10**30, 1]),
         "ordering=cost&cursor=" + cursor(["cost", "1e400", 1]),
         "cursor=" + cursor(["-started_at", None, 2**70]),
+        "cursor=" + cursor(["-started_at", "9999-12-31T23:59:59-10:00", 1]),
         "cursor=" + cursor({"a": 1}),
     ],
 )
@@ -391,6 +392,27 @@ def test_it_answers_400_to_bad_list_input(api, query):
     response = api.get(f"/api/calls/?{query}")
     assert response.status_code == 400, response.content
     assert response.json()  # says which parameter and why
+
+
+def test_it_reads_any_iso_offset_even_those_postgresql_refuses(api):
+    # PostgreSQL stores offsets only up to ±15:59; schemathesis found -22:30 gave a 500.
+    CallFactory(started_at=BASE_TIME)
+    assert ids(api.get("/api/calls/", {"started_after": "2026-01-04T12:00:00-22:30"})) == []
+    assert len(ids(api.get("/api/calls/", {"started_before": "2026-01-06T08:00:00+22:00"}))) == 1
+    assert (
+        api.get("/api/events/", {"received_before": "0654-10-08T14:19:57-16:56"}).status_code == 200
+    )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"started_after": "9999-12-31T23:59:59-10:00"},  # past datetime.max in UTC
+        {"started_before": "0001-01-01T00:00:00+05:00"},  # before datetime.min in UTC
+    ],
+)
+def test_it_answers_400_to_times_without_a_utc_equivalent(api, query):
+    assert api.get("/api/calls/", query).status_code == 400
 
 
 def test_it_names_the_bad_parameter(api):
