@@ -48,7 +48,7 @@ LIST_COLUMNS = (
     "last_event",
     "last_event_at",
 )
-CSV_COLUMNS = (*LIST_COLUMNS[1:], "call_summary")
+CSV_COLUMNS = (*(name for name in LIST_COLUMNS if name != "id"), "call_summary")
 # Rows fetched per round trip by the streaming export; bounds its memory.
 EXPORT_CHUNK_SIZE = 2000
 # Blank values (e.g. no disconnection reason yet) are counted under this key in stats.

@@ -8,7 +8,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from calls.models import Call, CallEvent
-from calls.selectors import transcript_turns
+from calls.selectors import LIST_COLUMNS, transcript_turns
 
 
 def cents_field() -> serializers.DecimalField:
@@ -24,26 +24,9 @@ class CallListSerializer(serializers.ModelSerializer[Call]):
 
     class Meta:
         model = Call
-        fields = [
-            "call_id",
-            "agent_id",
-            "agent_name",
-            "call_type",
-            "direction",
-            "from_number",
-            "to_number",
-            "status",
-            "started_at",
-            "ended_at",
-            "duration_ms",
-            "disconnection_reason",
-            "user_sentiment",
-            "call_successful",
-            "combined_cost",
-            "last_event",
-            "last_event_at",
-            "event_count",
-        ]
+        # Exactly the columns call_list() loads (without the pk), so a new field here
+        # cannot quietly cost one query per row.
+        fields = [*(name for name in LIST_COLUMNS if name != "id"), "event_count"]
         read_only_fields = fields
 
 
