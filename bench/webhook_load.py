@@ -47,6 +47,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import HttpConnection, RetellSigner, Target, parse_target, summarize_ms
+from bench.calldata import (
+    CDN,
+    call_cost,
+    encode_json,
+    phone_number,
+    transcript_text,
+    utterance,
+)
 
 HARD_CAP_SECONDS = 600.0
 MAX_TEMPLATES = 1000  # distinct call bodies kept in memory (~36 MB); reused beyond that
@@ -109,12 +117,6 @@ DIALOGUE = (
 DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 HOURS = ("9:30 AM", "11 AM", "1:15 PM", "3:45 PM", "4:30 PM")
 SENTIMENTS = ("Positive", "Negative", "Neutral", "Unknown")
-PRODUCTS = (("retell_platform", 0.07), ("elevenlabs_tts", 0.0166667), ("gpt_4o_mini", 0.006))
-CDN = "https://dxc03zgurdly9.cloudfront.net"
-
-
-def _phone(rng: random.Random) -> str:
-    return f"+1555{rng.randrange(10**7):07d}"
 
 
 def _dialogue(rng: random.Random, fill: dict[str, str]) -> Iterator[Json]:
@@ -123,19 +125,9 @@ def _dialogue(rng: random.Random, fill: dict[str, str]) -> Iterator[Json]:
     for index in itertools.count():
         exchange = DIALOGUE[0] if index == 0 else DIALOGUE[1 + (index - 1) % (len(DIALOGUE) - 1)]
         for role, line in zip(("agent", "user"), exchange, strict=True):
-            turn = _utterance(rng, role, line.format(**fill), clock)
+            turn = utterance(rng, role, line.format(**fill), clock)
             yield turn
             clock = turn["words"][-1]["end"] + rng.uniform(0.4, 1.5)
-
-
-def _utterance(rng: random.Random, role: str, content: str, start: float) -> Json:
-    words = []
-    clock = start
-    for word in content.split():
-        end = clock + 0.08 + 0.045 * len(word) * rng.uniform(0.8, 1.3)
-        words.append({"word": word, "start": round(clock, 3), "end": round(end, 3)})
-        clock = end + rng.uniform(0.02, 0.12)
-    return {"role": role, "content": content, "words": words}
 
 
 def _turn_cost(turn: Json) -> int:
@@ -144,15 +136,7 @@ def _turn_cost(turn: Json) -> int:
 
 
 def _json_size(value: object) -> int:
-    return len(_encode(value))
-
-
-def _encode(value: object) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _transcript_text(turns: list[Json]) -> str:
-    return "".join(f"{turn['role'].capitalize()}: {turn['content']}\n" for turn in turns)
+    return len(encode_json(value))
 
 
 def _latency_block(rng: random.Random, base_ms: float, turns: int) -> Json:
@@ -164,21 +148,6 @@ def _latency_block(rng: random.Random, base_ms: float, turns: int) -> Json:
         "max": round(samples[-1], 1),
         "min": round(samples[0], 1),
         "num": len(samples),
-    }
-
-
-def _call_cost(rng: random.Random, seconds: float) -> Json:
-    costs = [round(price * seconds, 4) for _, price in PRODUCTS]
-    products = [
-        {"product": name, "unit_price": price, "cost": cost}
-        for (name, price), cost in zip(PRODUCTS, costs, strict=True)
-    ]
-    unit = round(sum(price for _, price in PRODUCTS) * rng.uniform(0.98, 1.02), 7)
-    return {
-        "product_costs": products,
-        "total_duration_seconds": round(seconds, 3),
-        "total_duration_unit_price": unit,
-        "combined_cost": round(sum(costs), 4),
     }
 
 
@@ -204,7 +173,7 @@ def _analysis(rng: random.Random, fill: dict[str, str]) -> Json:
 
 def _base_call(rng: random.Random, run_id: str, fill: dict[str, str], start_ms: int) -> Json:
     agent_name = fill["agent"]
-    customer, business = _phone(rng), _phone(rng)
+    customer, business = phone_number(rng), phone_number(rng)
     inbound = rng.random() < 0.7
     return {
         "call_id": CALL_ID_SLOT,
@@ -233,14 +202,14 @@ def _ended_call(rng: random.Random, call: Json, turns: list[Json], reason: str) 
     return dict(
         call,
         call_status="ended",
-        transcript=_transcript_text(turns),
+        transcript=transcript_text(turns),
         transcript_object=turns,
         recording_url=f"{CDN}/{CALL_ID_SLOT}/recording.wav",
         public_log_url=f"{CDN}/{CALL_ID_SLOT}/public.log",
         disconnection_reason=reason,
         end_timestamp=call["start_timestamp"] + duration_ms,
         duration_ms=duration_ms,
-        call_cost=_call_cost(rng, duration_ms / 1000),
+        call_cost=call_cost(rng, duration_ms / 1000),
         latency={
             "e2e": _latency_block(rng, 900, exchanges),
             "llm": _latency_block(rng, 450, exchanges),
@@ -278,8 +247,8 @@ def render_call(rng: random.Random, run_id: str) -> tuple[bytes, bytes, bytes]:
         size += _turn_cost(turns[-1])
     for _ in range(100):
         ended = _ended_call(rng, call, turns, reason)
-        ended_body = _encode({"event": "call_ended", "call": ended})
-        analyzed_body = _encode(
+        ended_body = encode_json({"event": "call_ended", "call": ended})
+        analyzed_body = encode_json(
             {"event": "call_analyzed", "call": {**ended, "call_analysis": analysis}}
         )
         if len(analyzed_body) > MAX_TEMPLATE_BYTES and len(turns) > 2:
@@ -292,8 +261,8 @@ def render_call(rng: random.Random, run_id: str) -> tuple[bytes, bytes, bytes]:
         raise RuntimeError("could not fit the transcript into the body size range")
 
     opening = turns[: rng.randint(0, 2)]
-    started = dict(call, transcript=_transcript_text(opening), transcript_object=opening)
-    return _encode({"event": "call_started", "call": started}), ended_body, analyzed_body
+    started = dict(call, transcript=transcript_text(opening), transcript_object=opening)
+    return encode_json({"event": "call_started", "call": started}), ended_body, analyzed_body
 
 
 # ---------------------------------------------------------------- workload
