@@ -161,9 +161,10 @@ class _Connection:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
             return False
-        data = watcher.result()
-        self.buffer += data
-        return data == b""
+        if _hung_up(watcher):
+            return True
+        self.buffer += watcher.result()
+        return False
 
     async def wait(self, awaitable: Any) -> None:
         """Await ``awaitable`` unless the client hangs up first."""
@@ -171,13 +172,13 @@ class _Connection:
         watcher = self.watcher
         waiting = {task} if watcher is None else {task, watcher}
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if watcher is not None and watcher.done() and watcher.result() == b"":
+        if watcher is not None and _hung_up(watcher):
             task.cancel()
             raise _ClientClosed
         await task
 
     async def write(self, data: bytes) -> None:
-        if self.watcher is not None and self.watcher.done() and self.watcher.result() == b"":
+        if self.watcher is not None and _hung_up(self.watcher):
             raise _ClientClosed
         self.writer.write(data)
         try:
@@ -191,6 +192,16 @@ class _Connection:
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         await self.write(head.encode() + body)
+
+
+def _hung_up(watcher: asyncio.Task[bytes]) -> bool:
+    """Whether the watcher saw the client go: EOF, or a reset (closing a socket that still
+    has unread data sends RST instead of FIN)."""
+    if not watcher.done() or watcher.cancelled():
+        return False
+    if watcher.exception() is not None:
+        return isinstance(watcher.exception(), ConnectionError)
+    return watcher.result() == b""
 
 
 def _chunk(payload: bytes) -> bytes:

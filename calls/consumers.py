@@ -57,7 +57,7 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
         if text_data is not None:
             await self.session.receive_text(text_data)
         else:
-            self.session.receive_binary(len(bytes_data or b""))
+            self.session.receive_binary()
 
     async def disconnect(self, code: int) -> None:
         if self.session is not None:

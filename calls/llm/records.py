@@ -31,6 +31,15 @@ def transcript_text(transcript: Sequence[Mapping[str, Any]]) -> str:
     return "".join(f"{line}\n" for line in lines)
 
 
+def live_transcript(transcript: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Who said what, without the per-word timings: those make the rows several times
+    larger on every throttled write, and the final webhooks bring them anyway."""
+    return [
+        {"role": str(item.get("role", "")), "content": str(item.get("content", ""))}
+        for item in transcript
+    ]
+
+
 def socket_fields(
     *, call: Mapping[str, Any] | None, transcript: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
@@ -38,7 +47,7 @@ def socket_fields(
     fields = call_fields(dict(call)) if call else {}
     if transcript:
         fields.update(
-            transcript_object=list(transcript),
+            transcript_object=live_transcript(transcript),
             transcript=transcript_text(transcript),
             status=CallStatus.ONGOING.value,
         )

@@ -53,6 +53,7 @@ from calls.llm.protocol import (
     tool_result_frame,
 )
 from calls.llm.responders import (
+    Action,
     AnswerContext,
     EndCall,
     Piece,
@@ -61,6 +62,7 @@ from calls.llm.responders import (
     ToolFinished,
     ToolStarted,
     Transfer,
+    prepare_responder,
     responder_for,
 )
 
@@ -72,7 +74,7 @@ CloseSocket = Callable[[int], Awaitable[None]]
 NORMAL_CLOSURE = 1000
 MAX_TURN_RECORDS = 1000
 # end_call > transfer_number > digit_to_press: at most one action per answer (D-FN).
-ACTION_PRECEDENCE = {EndCall: 3, Transfer: 2, PressDigit: 1}
+ACTION_PRECEDENCE: dict[type[Action], int] = {EndCall: 3, Transfer: 2, PressDigit: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +111,7 @@ class Turn:
     first_frame_ms: float | None = None
     complete_ms: float | None = None
     tool_calls: list[str] = field(default_factory=list)
-    action: Piece | None = None
+    action: Action | None = None
     spoken: bool = False
 
     def frame_sent(self, *, complete: bool) -> None:
@@ -118,9 +120,10 @@ class Turn:
         if complete:
             self.complete_ms = _elapsed_ms(self.received)
 
-    def offer(self, action: Piece) -> None:
-        if self.action is None or ACTION_PRECEDENCE[type(action)] > ACTION_PRECEDENCE.get(
-            type(self.action), 0
+    def offer(self, action: Action) -> None:
+        if (
+            self.action is None
+            or ACTION_PRECEDENCE[type(action)] > ACTION_PRECEDENCE[type(self.action)]
         ):
             self.action = action
 
@@ -230,7 +233,7 @@ class CallSession:
             case AnswerRequest():
                 self._on_request(message, received)
 
-    def receive_binary(self, size: int) -> None:
+    def receive_binary(self) -> None:
         self._ignore("binary")
 
     def _oversized(self, text: str) -> bool:
@@ -301,6 +304,10 @@ class CallSession:
             logger.exception("llm socket: no profile; using built-in lines")
             profile = Profile()
         self.profile.set_result(profile)
+        try:
+            prepare_responder(profile)
+        except Exception:  # the first answer will try again, and fall back if it must
+            logger.warning("llm responder not prepared", exc_info=True)
         # After a reconnect the conversation is under way: an empty begin message lets
         # the agent wait for the caller instead of greeting them a second time.
         begin = "" if self.reconnect else render(profile.begin_message, self.variables)
@@ -398,6 +405,8 @@ class CallSession:
     # --- records -----------------------------------------------------------------------
 
     def _remember(self, transcript: list[Utterance]) -> None:
+        if transcript == self.transcript:
+            return  # Retell repeats it in update_only and in the request that follows
         self.transcript = transcript
         self._transcript_dirty = True
         if self._persist is None or self._persist.done():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from calls.llm.profiles import Profile
 from calls.llm.responders.base import (
+    Action,
     AnswerContext,
     EndCall,
     Piece,
@@ -19,10 +20,11 @@ from calls.llm.responders.base import (
     ToolStarted,
     Transfer,
 )
-from calls.llm.responders.openai_chat import OpenAIResponder
+from calls.llm.responders.openai_chat import OpenAIResponder, client_for
 from calls.llm.responders.scripted import ScriptedResponder
 
 __all__ = [
+    "Action",
     "AnswerContext",
     "EndCall",
     "Piece",
@@ -32,6 +34,7 @@ __all__ = [
     "ToolFinished",
     "ToolStarted",
     "Transfer",
+    "prepare_responder",
     "responder_for",
 ]
 
@@ -41,3 +44,10 @@ _OPENAI = OpenAIResponder()
 
 def responder_for(profile: Profile) -> Responder:
     return _OPENAI if profile.responder == "openai" else _SCRIPTED
+
+
+def prepare_responder(profile: Profile) -> None:
+    """Build what the first answer would otherwise build (the per-process HTTP client, with
+    its TLS context), while the call is still being greeted."""
+    if profile.responder == "openai":
+        client_for(profile)

@@ -15,10 +15,10 @@ import uuid
 import weakref
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 from django.conf import settings
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, AsyncStream
 
 from calls.llm.profiles import Profile, api_key_for, render
 from calls.llm.responders.base import (
@@ -89,6 +89,12 @@ def openai_client(*, base_url: str, api_key: str) -> AsyncOpenAI:
     return client
 
 
+def client_for(profile: Profile) -> AsyncOpenAI:
+    return openai_client(
+        base_url=profile.base_url or settings.OPENAI_BASE_URL, api_key=api_key_for(profile)
+    )
+
+
 def chat_messages(context: AnswerContext) -> list[dict[str, str]]:
     messages = []
     prompt = render(context.profile.system_prompt, context.variables)
@@ -135,14 +141,25 @@ class ToolCallDraft:
     arguments: list[str] = field(default_factory=list)
 
 
-def _collect_tool_calls(drafts: dict[int, ToolCallDraft], deltas: Any) -> None:
-    for delta in deltas or ():
-        draft = drafts.setdefault(delta.index, ToolCallDraft())
-        draft.tool_call_id = delta.id or draft.tool_call_id
-        if delta.function is not None:
-            draft.name = delta.function.name or draft.name
-            if delta.function.arguments:
-                draft.arguments.append(delta.function.arguments)
+def _delta(chunk: object) -> Mapping[str, Any]:
+    """The first choice's delta of a raw ``chat.completion.chunk`` (empty if it has none)."""
+    choices = chunk.get("choices") if isinstance(chunk, dict) else None
+    choice = choices[0] if isinstance(choices, list) and choices else None
+    delta = choice.get("delta") if isinstance(choice, dict) else None
+    return delta if isinstance(delta, dict) else {}
+
+
+def _collect_tool_calls(drafts: dict[int, ToolCallDraft], deltas: object) -> None:
+    for delta in deltas if isinstance(deltas, list) else ():
+        if not isinstance(delta, dict) or not isinstance(delta.get("index"), int):
+            continue
+        draft = drafts.setdefault(delta["index"], ToolCallDraft())
+        draft.tool_call_id = str(delta.get("id") or draft.tool_call_id)
+        function = delta.get("function")
+        if isinstance(function, dict):
+            draft.name = str(function.get("name") or draft.name)
+            if isinstance(function.get("arguments"), str):
+                draft.arguments.append(function["arguments"])
 
 
 def _arguments(text: str) -> Mapping[str, Any]:
@@ -172,25 +189,39 @@ def tool_pieces(draft: ToolCallDraft, profile: Profile) -> list[Piece]:
     return [started, ToolFinished(tool_call_id, "Not available.", False)]
 
 
+async def open_stream(client: AsyncOpenAI, body: dict[str, Any]) -> AsyncStream[object]:
+    """POST a streamed chat completion; the chunks come back as plain JSON objects.
+
+    The SDK's own ``chat.completions.create`` first walks the whole request through its
+    TypedDict transform and then builds a pydantic model per chunk. Both cost CPU on the
+    event loop that also answers every other call's pings, and the transform grows with
+    the transcript (measured: ~4 ms a request at 30 turns). Our body is plain JSON
+    already, so it goes out through the SDK's generic ``post`` instead: same client,
+    connection pool, auth, timeout and error mapping, none of that work.
+    """
+    return await client.post(
+        "/chat/completions",
+        body=body,
+        cast_to=object,
+        stream=True,
+        stream_cls=AsyncStream[object],
+    )
+
+
 class OpenAIResponder:
     async def answer(self, context: AnswerContext) -> AsyncGenerator[Piece, None]:
         profile = context.profile
         if context.reminder and profile.reminder_line:
             yield Speak(render(profile.reminder_line, context.variables))
             return
-        client = openai_client(
-            base_url=profile.base_url or settings.OPENAI_BASE_URL, api_key=api_key_for(profile)
-        )
-        stream = await client.chat.completions.create(**cast(Any, request_options(context)))
+        stream = await open_stream(client_for(profile), request_options(context))
         drafts: dict[int, ToolCallDraft] = {}
         try:
             async for chunk in stream:
-                if not chunk.choices:
-                    continue
-                delta = chunk.choices[0].delta
-                if delta.content:
-                    yield Speak(delta.content)
-                _collect_tool_calls(drafts, delta.tool_calls)
+                delta = _delta(chunk)
+                if isinstance(delta.get("content"), str) and delta["content"]:
+                    yield Speak(delta["content"])
+                _collect_tool_calls(drafts, delta.get("tool_calls"))
         finally:
             # Also on cancellation: closing the response closes its connection, which is
             # how the endpoint learns to stop generating.

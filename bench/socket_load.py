@@ -1,0 +1,450 @@
+"""Load-test the call socket: M concurrent simulated Retell calls against a fake model.
+
+Usage::
+
+    # Starts the fake model and a daphne server (temporary SQLite database) itself:
+    python bench/socket_load.py --calls 100 --turns 30
+    # Or against a running server that already points OPENAI_BASE_URL at a running
+    # `python -m bench.fake_model --port 8600 --ttft-ms 200 --token-ms 20`:
+    python bench/socket_load.py --url ws://127.0.0.1:8000 --model-url http://127.0.0.1:8600 \\
+        --ttft-ms 200 --calls 20
+
+Each call opens ``/llm-websocket/<call_id>``, reads config and the begin message, sends
+call_details, then plays ``--turns`` turns: an update_only, then a response_required
+whose transcript grows every turn, read until ``content_complete``; then a pause. Every
+``--interrupt-every``-th turn is interrupted: the request is superseded by a newer one,
+half of the time while the model is still silent (before its first token), half after
+the first frame. Each call also pings every ``--ping-ms`` like Retell does.
+
+Stale frames: right after a superseding request the client sends a ping. The server
+handles one connection's frames in order, so its pong is sent after it received the new
+request; any frame for the superseded id that arrives after that pong was sent too late.
+Frames already in flight before it are counted apart ("in flight"), as Retell drops them.
+
+Server overhead = request -> first content frame, minus the fake model's time to first
+token: what our server, the openai SDK and the loopback hops add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):
+    # Run as `python bench/socket_load.py`: make the `bench` package importable.
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench._common import percentile, summarize_ms
+
+ROOT = Path(__file__).resolve().parent.parent
+TURN_TIMEOUT = 15.0
+PHRASES = [
+    "I would like to book an appointment for next week",
+    "Do you have anything on Tuesday afternoon",
+    "Actually Wednesday morning would be better for me",
+    "Can you tell me what the price of a cleaning is",
+]
+
+
+def _ms(ns: int) -> float:
+    return ns / 1e6
+
+
+@dataclass
+class Turn:
+    index: int
+    response_id: int
+    sent_ns: int
+    first_ns: int | None = None
+    done_ns: int | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    first: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+@dataclass
+class Tally:
+    first_frame_ns: list[int] = field(default_factory=list)
+    complete_ns: list[int] = field(default_factory=list)
+    ping_ns: list[int] = field(default_factory=list)
+    by_turn: dict[int, list[int]] = field(default_factory=dict)
+    stale: int = 0
+    in_flight: int = 0
+    interruptions: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+
+
+class SimulatedCall:
+    """One Retell call: a reader task routes frames, the call script sends requests."""
+
+    def __init__(self, ws: ClientConnection, tally: Tally, args: argparse.Namespace) -> None:
+        self.ws = ws
+        self.tally = tally
+        self.args = args
+        self.turns: dict[int, Turn] = {}
+        self.latest_id = 0
+        # Ids superseded, and whether the marker pong after the newer request has come back.
+        self.superseded: dict[int, bool] = {}
+        self.pings: dict[int, int] = {}
+        self.markers: dict[int, list[int]] = {}
+        self.opened = asyncio.Event()
+        self.frames = 0
+        self.stamps = itertools.count(1)
+
+    async def read(self) -> None:
+        async for message in self.ws:
+            if not isinstance(message, str):
+                self.tally.errors["binary frame"] += 1
+                continue
+            self.route(json.loads(message), time.perf_counter_ns())
+
+    def route(self, frame: dict[str, Any], now: int) -> None:
+        kind = frame.get("response_type")
+        if kind == "ping_pong":
+            self.pong(frame["timestamp"], now)
+        elif kind == "response":
+            self.response(frame, now)
+        elif kind not in {"config", "tool_call_invocation", "tool_call_result"}:
+            self.tally.errors[f"unexpected {kind}"] += 1
+
+    def pong(self, stamp: int, now: int) -> None:
+        sent = self.pings.pop(stamp, None)
+        if sent is not None:
+            self.tally.ping_ns.append(now - sent)
+        for old_id in self.markers.pop(stamp, ()):
+            self.superseded[old_id] = True
+
+    def response(self, frame: dict[str, Any], now: int) -> None:
+        response_id = frame["response_id"]
+        if response_id == 0:
+            self.opened.set()
+            return
+        if response_id in self.superseded:
+            if self.superseded[response_id]:
+                self.tally.stale += 1
+            else:
+                self.tally.in_flight += 1
+            return
+        turn = self.turns.get(response_id)
+        if turn is None:
+            self.tally.errors["frame for an unknown id"] += 1
+            return
+        if frame.get("content") and turn.first_ns is None:
+            turn.first_ns = now
+            turn.first.set()
+        if frame.get("content_complete"):
+            turn.done_ns = now
+            turn.done.set()
+
+    async def ping(self, *, marker_for: int | None = None) -> None:
+        stamp = next(self.stamps)
+        self.pings[stamp] = time.perf_counter_ns()
+        if marker_for is not None:
+            self.markers[stamp] = [marker_for]
+        await self.ws.send(json.dumps({"interaction_type": "ping_pong", "timestamp": stamp}))
+
+    async def keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(self.args.ping_ms / 1000)
+            await self.ping()
+
+    async def request(self, index: int, transcript: list[dict[str, Any]]) -> Turn:
+        self.latest_id += 1
+        turn = Turn(index, self.latest_id, time.perf_counter_ns())
+        self.turns[turn.response_id] = turn
+        body = {
+            "interaction_type": "response_required",
+            "response_id": turn.response_id,
+            "transcript": transcript,
+        }
+        await self.ws.send(json.dumps(body))
+        return turn
+
+    def supersede(self, turn: Turn) -> None:
+        self.superseded[turn.response_id] = False
+        self.turns.pop(turn.response_id, None)
+        self.tally.interruptions += 1
+
+    async def play(self, call_number: int) -> None:
+        await asyncio.wait_for(self.opened.wait(), TURN_TIMEOUT)
+        await self.ws.send(json.dumps(call_details(call_number)))
+        transcript: list[dict[str, Any]] = [utterance("agent", "Hello, how can I help?", 0)]
+        for index in range(1, self.args.turns + 1):
+            transcript.append(utterance("user", PHRASES[index % len(PHRASES)], index))
+            await self.ws.send(
+                json.dumps({"interaction_type": "update_only", "transcript": transcript})
+            )
+            doomed = None
+            if self.args.interrupt_every and index % self.args.interrupt_every == 0:
+                doomed = await self.interrupted_request(index, transcript)
+            turn = await self.request(index, transcript)
+            if doomed is not None:
+                # Right behind the newer request: the pong marks what came too late.
+                await self.ping(marker_for=doomed.response_id)
+            await asyncio.wait_for(turn.done.wait(), TURN_TIMEOUT)
+            self.record(turn)
+            transcript.append(utterance("agent", "word " * self.args.tokens, index))
+            await asyncio.sleep(self.args.pause_ms / 1000)
+
+    async def interrupted_request(self, index: int, transcript: list[dict[str, Any]]) -> Turn:
+        """A request the caller talks over: superseded before it completes."""
+        doomed = await self.request(index, transcript)
+        if index // self.args.interrupt_every % 2:
+            await asyncio.wait_for(doomed.first.wait(), TURN_TIMEOUT)
+        else:
+            await asyncio.sleep(self.args.ttft_ms / 2000)  # the model is still thinking
+        self.supersede(doomed)
+        return doomed
+
+    def record(self, turn: Turn) -> None:
+        if turn.first_ns is None or turn.done_ns is None:
+            self.tally.errors["answer without content"] += 1
+            return
+        first = turn.first_ns - turn.sent_ns
+        self.tally.first_frame_ns.append(first)
+        self.tally.complete_ns.append(turn.done_ns - turn.sent_ns)
+        self.tally.by_turn.setdefault(turn.index, []).append(first)
+
+
+def utterance(role: str, content: str, index: int) -> dict[str, Any]:
+    words = [
+        {"word": word, "start": index * 4 + n * 0.3, "end": index * 4 + n * 0.3 + 0.25}
+        for n, word in enumerate(content.split())
+    ]
+    return {"role": role, "content": content, "words": words}
+
+
+def call_details(call_number: int) -> dict[str, Any]:
+    return {
+        "interaction_type": "call_details",
+        "call": {
+            "call_id": f"call_bench_{call_number}",
+            "agent_id": "agent_bench",
+            "call_status": "registered",
+            "call_type": "phone_call",
+            "retell_llm_dynamic_variables": {"customer_name": "Bench"},
+        },
+    }
+
+
+async def run_call(url: str, call_number: int, tally: Tally, args: argparse.Namespace) -> None:
+    call_id = f"call_bench_{args.run_id}_{call_number}"
+    try:
+        async with connect(
+            f"{url}/llm-websocket/{call_id}", proxy=None, open_timeout=30, compression=None
+        ) as ws:
+            call = SimulatedCall(ws, tally, args)
+            reader = asyncio.create_task(call.read())
+            pinger = asyncio.create_task(call.keepalive())
+            try:
+                await call.play(call_number)
+            finally:
+                pinger.cancel()
+                reader.cancel()
+    except TimeoutError:
+        tally.errors["turn timed out"] += 1
+    except OSError as exc:
+        tally.errors[f"connection: {type(exc).__name__}"] += 1
+    except Exception as exc:  # a benchmark reports failures, it does not stop at the first
+        tally.errors[type(exc).__name__] += 1
+
+
+async def run(url: str, args: argparse.Namespace) -> tuple[Tally, float]:
+    tally = Tally()
+    started = time.perf_counter()
+    calls = []
+    for number in range(args.calls):
+        calls.append(asyncio.create_task(run_call(url, number, tally, args)))
+        await asyncio.sleep(args.ramp_ms / 1000)  # Retell's calls do not all start at once
+    await asyncio.gather(*calls)
+    return tally, time.perf_counter() - started
+
+
+# --- servers -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@contextmanager
+def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
+    """The fake model and daphne (on a fresh SQLite database), stopped afterwards."""
+    model_port, server_port = _free_port(), _free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="socket-bench-"))
+    env = {
+        **os.environ,
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-secret-key-0123456789-bench-secret-key",
+        "RETELL_API_KEY": "key_bench",
+        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
+        "AGENT_RESPONDER": "openai",
+        "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
+        "OPENAI_API_KEY": "sk-bench",
+        "OPENAI_MODEL": "fake-model",
+        "LOG_LEVEL": "WARNING",
+    }
+    python = sys.executable
+    subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    model_cmd = [
+        python, "-m", "bench.fake_model", "--port", str(model_port),
+        "--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms),
+        "--tokens", str(args.tokens),
+    ]  # fmt: skip
+    server_cmd = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(server_port)]
+    server_cmd.append("retellhub.asgi:application")
+    log = (workdir / "daphne.log").open("wb")
+    model = subprocess.Popen(model_cmd, cwd=ROOT, env=env)  # noqa: S603
+    server = subprocess.Popen(server_cmd, cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
+    try:
+        _wait_http(f"http://127.0.0.1:{model_port}/stats")
+        _wait_http(f"http://127.0.0.1:{server_port}/ping")
+        yield f"ws://127.0.0.1:{server_port}", f"http://127.0.0.1:{model_port}"
+    finally:
+        for process in (server, model):
+            process.terminate()
+            process.wait(10)
+        log.close()
+        print(f"(server log: {workdir / 'daphne.log'})")
+
+
+def model_stats(model_url: str) -> dict[str, int]:
+    with urllib.request.urlopen(f"{model_url}/stats", timeout=5) as response:  # noqa: S310
+        return dict(json.loads(response.read()))
+
+
+def settled_model_stats(model_url: str) -> dict[str, int]:
+    """Stats once no stream is mid-flight (a stream still open after 5 s is a leak)."""
+    deadline = time.monotonic() + 5
+    stats = model_stats(model_url)
+    while stats["streaming"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+        stats = model_stats(model_url)
+    return stats
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _line(name: str, values_ns: list[int], minus_ms: float = 0.0) -> str:
+    if not values_ns:
+        return f"  {name:<34} (no samples)"
+    shifted = [max(v - int(minus_ms * 1e6), 0) for v in values_ns]
+    stats = summarize_ms(shifted)
+    return (
+        f"  {name:<34} p50 {stats['p50']:8.2f}  p90 {stats['p90']:8.2f}  "
+        f"p99 {stats['p99']:8.2f}  max {stats['max']:8.2f}  ms  (n={len(values_ns)})"
+    )
+
+
+def _turn_median(tally: Tally, *indexes: int) -> float | None:
+    values = sorted(v for index in indexes for v in tally.by_turn.get(index, []))
+    return _ms(int(percentile(values, 50))) if values else None
+
+
+def report(tally: Tally, elapsed: float, stats: dict[str, int], args: argparse.Namespace) -> None:
+    print(
+        f"\nsocket_load: {args.calls} calls x {args.turns} turns, model TTFT {args.ttft_ms} ms, "
+        f"{args.tokens} tokens every {args.token_ms} ms, pause {args.pause_ms} ms, "
+        f"interrupt every {args.interrupt_every} turns; {elapsed:.1f} s"
+    )
+    print(_line("request -> first content frame", tally.first_frame_ns))
+    print(_line("request -> content_complete", tally.complete_ns))
+    print(_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
+    print(_line("ping_pong round trip", tally.ping_ns))
+    last = args.turns
+    windows = {
+        f"turn 2 vs turn {last}": ((2,), (last,)),
+        f"turns 2-4 vs {last - 2}-{last}": ((2, 3, 4), (last - 2, last - 1, last)),
+    }
+    for label, (early, late) in windows.items():
+        first, later = _turn_median(tally, *early), _turn_median(tally, *late)
+        if first is not None and later is not None:
+            print(
+                f"  first frame p50, {label}: {first:.2f} vs {later:.2f} ms "
+                f"(x{later / first:.2f}; overhead {first - args.ttft_ms:.2f} vs "
+                f"{later - args.ttft_ms:.2f} ms)"
+            )
+    print(
+        f"  interruptions {tally.interruptions}: stale frames {tally.stale}, "
+        f"superseded frames already in flight {tally.in_flight}"
+    )
+    print(
+        f"  model streams: {stats['started']} started, {stats['completed']} completed, "
+        f"{stats['client_closed']} closed by the server early, {stats['streaming']} still open"
+    )
+    errors = sum(tally.errors.values())
+    print(f"  errors {errors}" + (f": {dict(tally.errors)}" if errors else ""))
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add = parser.add_argument
+    add("--url", help="ws://host:port of a running server (default: start one)")
+    add("--model-url", help="http://host:port of the fake model that server uses")
+    add("--calls", type=int, default=20, help="concurrent calls (M)")
+    add("--turns", type=int, default=30, help="turns per call")
+    add("--ttft-ms", type=float, default=200.0, help="fake model's time to first token")
+    add("--token-ms", type=float, default=20.0, help="fake model's spacing between tokens")
+    add("--tokens", type=int, default=20, help="tokens per answer")
+    # Between an answer and the next request the agent speaks it and the caller replies;
+    # 2 s is brisk for a phone call. Lower it to stress the server beyond real pacing.
+    add(
+        "--pause-ms", type=float, default=2000.0, help="time between an answer and the next request"
+    )
+    add("--ping-ms", type=float, default=2000.0, help="ping_pong interval per call")
+    add("--interrupt-every", type=int, default=4, help="interrupt every N-th turn (0: never)")
+    add("--ramp-ms", type=float, default=10.0, help="delay between call starts")
+    add("--run-id", default=uuid.uuid4().hex[:8])
+    args = parser.parse_args(argv)
+    if bool(args.url) != bool(args.model_url):
+        parser.error("--url and --model-url go together")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.url:
+        tally, elapsed = asyncio.run(run(args.url, args))
+        report(tally, elapsed, settled_model_stats(args.model_url), args)
+        return
+    with spawned_servers(args) as (url, model_url):
+        tally, elapsed = asyncio.run(run(url, args))
+        report(tally, elapsed, settled_model_stats(model_url), args)
+
+
+if __name__ == "__main__":
+    main()
