@@ -5,6 +5,9 @@ Usage (against a server that is already running)::
     python bench/webhook_load.py --url http://127.0.0.1:8000 --api-key KEY \\
         --concurrency 16 --requests 3000
     python bench/webhook_load.py --url http://127.0.0.1:8000 --duration 30 --json
+    python bench/webhook_load.py --url http://127.0.0.1:8001 --url http://127.0.0.1:8002
+
+Repeating ``--url`` spreads the connections round-robin over several servers.
 
 ``--api-key`` defaults to ``$RETELL_API_KEY``. Each simulated call yields three
 deliveries to ``POST <url>/webhook`` (``--path``) in order: ``call_started``,
@@ -375,7 +378,12 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Post signed Retell webhooks to a running retellhub and report load figures."
     )
     add = parser.add_argument
-    add("--url", default="http://127.0.0.1:8000", help="server base URL (plain http)")
+    add(
+        "--url",
+        action="append",
+        help="server base URL (plain http; default http://127.0.0.1:8000); repeat it to spread "
+        "connections round-robin over several servers",
+    )
     add("--path", default="/webhook", help="endpoint path under the URL (default: /webhook)")
     add("--api-key", default=os.environ.get("RETELL_API_KEY"), help="default: $RETELL_API_KEY")
     add("--concurrency", type=_bounded_int(1, 1024), default=16, help="connections (default: 16)")
@@ -394,7 +402,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         # A duration alone runs until time is up; templates are recycled, so memory stays flat.
         args.requests = 10**8 if args.duration is not None else 3000
     try:
-        args.target = parse_target(args.url, allow_remote=args.allow_remote)
+        args.targets = [
+            parse_target(url, allow_remote=args.allow_remote)
+            for url in args.url or ["http://127.0.0.1:8000"]
+        ]
     except ValueError as exc:
         parser.error(str(exc))
     return args
@@ -446,11 +457,11 @@ def _stop_reason(budget: Budget, duration_deadline: float | None) -> str:
 def _report(
     args: argparse.Namespace, tally: Tally, elapsed: float, stopped_by: str, run_id: str
 ) -> Json:
-    target: Target = args.target
+    targets: list[Target] = args.targets
     responses = len(tally.latencies_ns)
     sent = responses + tally.connection_errors + tally.timeouts
     return {
-        "target": target.url(args.path),
+        "target": ", ".join(target.url(args.path) for target in targets),
         "run_id": run_id,
         "concurrency": args.concurrency,
         "requests": sent,
@@ -503,28 +514,37 @@ async def _reachable(conn: HttpConnection) -> str | None:
 
 async def _dial_all(args: argparse.Namespace) -> list[HttpConnection]:
     """Connect every worker up front so connecting is not timed; failures redial later."""
-    target: Target = args.target
+    targets: list[Target] = args.targets
     conns = [
         HttpConnection(target.host, target.port, timeout=args.timeout)
-        for _ in range(args.concurrency)
+        for target in _round_robin(targets, args.concurrency)
     ]
     await asyncio.gather(*(conn.connect() for conn in conns), return_exceptions=True)
     return conns
 
 
+def _round_robin(targets: list[Target], count: int) -> list[Target]:
+    """Connection i goes to target i mod n; a connection keeps its server when it redials."""
+    return [targets[index % len(targets)] for index in range(count)]
+
+
 async def _main(args: argparse.Namespace) -> int:
-    target: Target = args.target
-    probe = HttpConnection(target.host, target.port, timeout=min(args.timeout, 10.0))
-    unreachable = await _reachable(probe)
-    if unreachable is not None:
-        print(f"error: cannot connect to {target.url('')}: {unreachable}", file=sys.stderr)
-        return 2
+    targets: list[Target] = args.targets
+    for target in targets:
+        probe = HttpConnection(target.host, target.port, timeout=min(args.timeout, 10.0))
+        unreachable = await _reachable(probe)
+        if unreachable is not None:
+            print(f"error: cannot connect to {target.url('')}: {unreachable}", file=sys.stderr)
+            return 2
     run_start = time.perf_counter()
     run_id = args.run_id or uuid.uuid4().hex[:10]
     feed = CallFeed(_render_templates(args, run_id), run_id)
     conns = await _dial_all(args)
     signer = RetellSigner(args.api_key)
-    workers = [Worker(conn, feed, signer, target.prefix + args.path) for conn in conns]
+    workers = [
+        Worker(conn, feed, signer, target.prefix + args.path)
+        for conn, target in zip(conns, _round_robin(targets, len(conns)), strict=True)
+    ]
     hard_deadline = run_start + HARD_CAP_SECONDS
     try:
         await _run_phase(workers, args.warmup, hard_deadline)
