@@ -1,6 +1,6 @@
 """Shared pieces for the retellhub benchmarks (standard library only).
 
-- ``percentile`` / ``summarize_ms``: latency statistics.
+- ``percentile`` / ``summarize_ms`` / ``latency_line``: latency statistics and their report line.
 - ``Target``: a parsed ``http://host:port[/prefix]`` URL.
 - ``HttpConnection``: a deliberately small asyncio HTTP/1.1 keep-alive client. One
   instance is one TCP connection; benchmarks give each concurrent worker its own.
@@ -47,6 +47,18 @@ def summarize_ms(
         return dict.fromkeys(keys)
     values = [percentile(ordered, pct) for pct in pcts] + [float(ordered[-1])]
     return {key: round(value / 1e6, 3) for key, value in zip(keys, values, strict=True)}
+
+
+def latency_line(name: str, values_ns: Sequence[int], minus_ms: float = 0.0) -> str:
+    """One report line: p50/p90/p99/max in ms of ``values_ns``, each less ``minus_ms``."""
+    if not values_ns:
+        return f"  {name:<34} (no samples)"
+    shifted = [max(v - int(minus_ms * 1e6), 0) for v in values_ns]
+    stats = summarize_ms(shifted)
+    return (
+        f"  {name:<34} p50 {stats['p50']:8.2f}  p90 {stats['p90']:8.2f}  "
+        f"p99 {stats['p99']:8.2f}  max {stats['max']:8.2f}  ms  (n={len(values_ns)})"
+    )
 
 
 # ---------------------------------------------------------------- target URL

@@ -51,7 +51,7 @@ if __package__ in (None, ""):
 
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench._common import percentile, summarize_ms
+from bench._common import latency_line, percentile
 
 ROOT = Path(__file__).resolve().parent.parent
 TURN_TIMEOUT = 15.0
@@ -359,17 +359,6 @@ def settled_model_stats(model_url: str) -> dict[str, int]:
 # --- report ------------------------------------------------------------------------------
 
 
-def _line(name: str, values_ns: list[int], minus_ms: float = 0.0) -> str:
-    if not values_ns:
-        return f"  {name:<34} (no samples)"
-    shifted = [max(v - int(minus_ms * 1e6), 0) for v in values_ns]
-    stats = summarize_ms(shifted)
-    return (
-        f"  {name:<34} p50 {stats['p50']:8.2f}  p90 {stats['p90']:8.2f}  "
-        f"p99 {stats['p99']:8.2f}  max {stats['max']:8.2f}  ms  (n={len(values_ns)})"
-    )
-
-
 def _turn_median(tally: Tally, *indexes: int) -> float | None:
     values = sorted(v for index in indexes for v in tally.by_turn.get(index, []))
     return _ms(int(percentile(values, 50))) if values else None
@@ -381,10 +370,10 @@ def report(tally: Tally, elapsed: float, stats: dict[str, int], args: argparse.N
         f"{args.tokens} tokens every {args.token_ms} ms, pause {args.pause_ms} ms, "
         f"interrupt every {args.interrupt_every} turns; {elapsed:.1f} s"
     )
-    print(_line("request -> first content frame", tally.first_frame_ns))
-    print(_line("request -> content_complete", tally.complete_ns))
-    print(_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
-    print(_line("ping_pong round trip", tally.ping_ns))
+    print(latency_line("request -> first content frame", tally.first_frame_ns))
+    print(latency_line("request -> content_complete", tally.complete_ns))
+    print(latency_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
+    print(latency_line("ping_pong round trip", tally.ping_ns))
     last = args.turns
     windows = {
         f"turn 2 vs turn {last}": ((2,), (last,)),
