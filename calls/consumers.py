@@ -11,6 +11,7 @@ from django.conf import settings
 
 from calls.llm.access import socket_refusal
 from calls.llm.session import CallSession, SessionOptions
+from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -19,6 +20,10 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
     """Retell's Custom LLM WebSocket for one call: ``/llm-websocket/<call_id>``."""
 
     session: CallSession | None = None
+    # No channel layer: the socket talks only to Retell, and with Redis unreachable
+    # Channels' listener on the layer would kill every call socket (an unknown alias
+    # makes get_channel_layer return None).
+    channel_layer_alias = "none"
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first closes stale database connections, a hop through
@@ -49,6 +54,7 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
             close_socket=self._close_socket,
             options=SessionOptions.from_settings(),
         )
+        metrics.llm_socket_opened()
         await self.session.start()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -62,6 +68,7 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.session is not None:
             await self.session.shutdown(close_code=code)
+            metrics.llm_socket_closed()
 
     async def _send_text(self, text: str) -> None:
         await self.send(text_data=text)

@@ -1,21 +1,30 @@
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
+from channels.testing import WebsocketCommunicator
 from django.db import DatabaseError
 from django.utils import timezone
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.fake_model import FakeModel, Gate, Text
+from calls.models import CallEvent
 from notifications.models import Delivery, DeliveryKind, DeliveryState
 from retellhub import metrics
-from tests import retell
+from retellhub.asgi import application
+from tests import llm_socket, retell
 from tests.factories import CallEventFactory
 
 pytestmark = pytest.mark.django_db
 
 TOKEN = "metrics-token-0123456789abcdef"
+FIRST_FRAMES = "retellhub_llm_first_frame_seconds_count"
+SOCKET_WAIT = 10  # seconds a frame may take on a loaded machine; never asserted
 
 
 def delivery_count(event: str, outcome: str) -> float:
@@ -194,7 +203,7 @@ def test_it_tracks_sockets_first_frames_and_cancellations():
 
 
 def make_delivery(*, state: str) -> Delivery:
-    event = CallEventFactory()
+    event = cast(CallEvent, CallEventFactory())
     now = timezone.now()
     return Delivery.objects.create(
         kind=DeliveryKind.FORWARD,
@@ -233,3 +242,49 @@ def test_it_reports_the_outbox_down_when_the_database_fails(client, monkeypatch)
     samples = scrape(client)
     assert samples[("retellhub_outbox_up", ())] == 0
     assert not any(name == "retellhub_outbox_deliveries" for name, _ in samples)
+
+
+# --- The call socket, through the real ASGI application ---------------------------------
+
+
+def sample(name: str) -> float:
+    return REGISTRY.get_sample_value(name) or 0.0
+
+
+async def receive_json(communicator: WebsocketCommunicator) -> dict[str, Any]:
+    return json.loads(await communicator.receive_from(timeout=SOCKET_WAIT))
+
+
+@pytest.fixture
+def model(settings) -> Iterator[FakeModel]:
+    fake = FakeModel(tokens=3).start()
+    settings.AGENT_RESPONDER = "openai"
+    settings.OPENAI_BASE_URL = fake.base_url
+    settings.OPENAI_API_KEY = "sk-test"
+    settings.OPENAI_MODEL = "fake-model"
+    yield fake
+    fake.stop()
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_the_call_socket_reports_sockets_first_frames_and_cancellations(model):
+    model.script("first question", Text("Well, "), Gate("never-opened"))
+    opened, frames = sample("retellhub_llm_sockets_open"), sample(FIRST_FRAMES)
+    cancelled = sample("retellhub_llm_answers_cancelled_total")
+    communicator = WebsocketCommunicator(application, "/llm-websocket/call_metrics_1")
+    assert (await communicator.connect(timeout=SOCKET_WAIT))[0]
+    try:
+        assert sample("retellhub_llm_sockets_open") == opened + 1
+        await receive_json(communicator)  # config
+        await receive_json(communicator)  # begin message
+        await communicator.send_json_to(llm_socket.request(1, "first question"))
+        assert (await receive_json(communicator))["content"] == "Well, "
+        # The first answer is held open by the model; a newer request cancels it.
+        await communicator.send_json_to(llm_socket.request(2, "second question"))
+        while not llm_socket.is_complete(await receive_json(communicator), 2):
+            pass
+    finally:
+        await communicator.disconnect()
+    assert sample("retellhub_llm_sockets_open") == opened
+    assert sample(FIRST_FRAMES) == frames + 2
+    assert sample("retellhub_llm_answers_cancelled_total") == cancelled + 1

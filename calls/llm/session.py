@@ -65,6 +65,7 @@ from calls.llm.responders import (
     prepare_responder,
     responder_for,
 )
+from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +118,7 @@ class Turn:
     def frame_sent(self, *, complete: bool) -> None:
         if self.first_frame_ms is None:
             self.first_frame_ms = _elapsed_ms(self.received)
+            metrics.llm_first_frame(milliseconds=self.first_frame_ms)
         if complete:
             self.complete_ms = _elapsed_ms(self.received)
 
@@ -271,6 +273,7 @@ class CallSession:
             for turn in self.turns.values():
                 if turn.outcome == "open":
                     turn.outcome = "cancelled"
+                    metrics.llm_answer_cancelled()
 
     def _record_turn(self, turn: Turn) -> None:
         self.turns[turn.response_id] = turn
