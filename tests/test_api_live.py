@@ -51,7 +51,10 @@ def test_schemathesis_finds_no_5xx_and_no_response_outside_the_schema(asgi_serve
         "--report-dir",
         str(tmp_path),
     ]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=110, check=False)
+    # Run from tmp_path: schemathesis keeps a .schemathesis/ folder in its working directory.
+    run = subprocess.run(
+        command, capture_output=True, text=True, timeout=110, check=False, cwd=tmp_path
+    )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output[-6000:] + asgi_server.log()[-3000:]
     assert "Tested: 8" in output  # every operation in the schema was exercised
