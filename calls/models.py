@@ -86,6 +86,9 @@ class Call(models.Model):
             models.Index(fields=["started_at"], name="call_started_idx"),
             models.Index(fields=["user_sentiment"], name="call_sentiment_idx"),
             models.Index(fields=["disconnection_reason"], name="call_disconnect_idx"),
+            # The API orders by these; one plain index serves both directions.
+            models.Index(fields=["duration_ms"], name="call_duration_idx"),
+            models.Index(fields=["combined_cost"], name="call_cost_idx"),
         ]
 
     def __str__(self) -> str:
