@@ -16,6 +16,7 @@ from calls.reconcile import API_SNAPSHOT_EVENT, snapshot_body
 from calls.services import call_event_record
 from tests import retell
 from tests.fakes.retell_api import FakeRetellAPI, fake_retell_api
+from tests.test_scaleout import merged_columns
 
 pytestmark = pytest.mark.django_db
 
@@ -195,17 +196,6 @@ def test_it_reports_a_rejected_api_key(retell_api, settings):
 # --- Merge order and progress -----------------------------------------------------------
 
 
-def final_columns(call_id: str) -> dict[str, Any]:
-    call = Call.objects.get(call_id=call_id)
-    ignored = {"id", "call_id", "created_at", "updated_at", "last_event_at", "field_versions"}
-    values = {f.attname: getattr(call, f.attname) for f in Call._meta.concrete_fields}
-    for name in ignored:
-        values.pop(name)
-    if values["call_object"]:
-        values["call_object"] = {**values["call_object"], "call_id": None}
-    return values
-
-
 def test_an_api_snapshot_merges_order_free_with_the_webhooks():
     steps = ["call_started", "call_ended", "call_analyzed", API_SNAPSHOT_EVENT]
     results = []
@@ -219,7 +209,7 @@ def test_an_api_snapshot_merges_order_free_with_the_webhooks():
                 )
             else:
                 deliver(step, call_id)
-        results.append(final_columns(call_id))
+        results.append(merged_columns(Call.objects.get(call_id=call_id)))
     assert all(result == results[0] for result in results)
     assert results[0]["last_event"] == "call_analyzed"
 
