@@ -253,12 +253,14 @@ async def test_ping_pong_is_answered_while_a_database_write_is_stuck(
 ):
     stuck = threading.Event()
     release = threading.Event()
+    saved = threading.Event()
     save = records.save_observation
 
     def slow_save(**kwargs: Any) -> None:
         stuck.set()
         release.wait(WAIT)
         save(**kwargs)
+        saved.set()
 
     monkeypatch.setattr(records, "save_observation", slow_save)
     await socket.opening()
@@ -269,6 +271,7 @@ async def test_ping_pong_is_answered_while_a_database_write_is_stuck(
     await socket.send(retell.request(1, "what are your hours?"))
     assert is_complete((await socket.answer(1))[-1], 1)
     release.set()
+    assert await asyncio.to_thread(saved.wait, WAIT)
 
 
 # --- answers -------------------------------------------------------------------------------

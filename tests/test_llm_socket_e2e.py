@@ -89,6 +89,10 @@ async def call(socket_server: RunningServer, request: Any) -> AsyncIterator[Rete
     call_id = f"call_e2e_{request.node.name[-40:]}"
     async with connect(socket_url(socket_server, call_id), proxy=None, open_timeout=WAIT) as ws:
         yield RetellSide(ws)
+    # The server records the session once the socket has closed. Wait for it: the test
+    # database is flushed after each test, and a flush racing that write can deadlock
+    # on PostgreSQL.
+    await session_event(call_id)
 
 
 async def stream_for(model: FakeModel, match: str) -> StreamRecord:
@@ -99,10 +103,13 @@ async def ended(record: StreamRecord) -> str:
     return await asyncio.to_thread(record.wait_ended, WAIT)
 
 
-async def session_event(call_id: str) -> CallEvent:
+async def session_event(call_id: str, count: int = 1) -> CallEvent:
+    """The (last) session recorded for ``call_id``, once ``count`` of them are there."""
+    sessions = CallEvent.objects.filter(call__call_id=call_id, event="llm_session")
     for _ in range(WAIT * 50):
-        event = await CallEvent.objects.filter(call__call_id=call_id, event="llm_session").afirst()
-        if event is not None:
+        if await sessions.acount() >= count:
+            event = await sessions.alast()
+            assert event is not None
             return event
         await asyncio.sleep(0.02)
     raise AssertionError(f"no session recorded for {call_id}")
@@ -235,6 +242,7 @@ async def test_a_reconnect_to_the_same_call_picks_up_the_conversation(
         assert (begin["response_id"], begin["content"]) == (0, "")
         await second.send(retell.request(2, "tell me more"))
         assert is_complete((await second.answer(2))[-1], 2)
+    await session_event(call_id, count=2)
 
 
 async def test_a_socket_without_the_token_is_refused(socket_server: RunningServer):
