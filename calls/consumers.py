@@ -6,11 +6,19 @@ import logging
 from typing import Any
 
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
 from calls.llm.access import socket_refusal
 from calls.llm.session import CallSession, SessionOptions
+from calls.realtime import (
+    CALLS_GROUP,
+    call_group,
+    call_snapshot,
+    live_snapshot,
+    publish_on_this_loop,
+)
 from retellhub import metrics
 
 logger = logging.getLogger(__name__)
@@ -75,3 +83,36 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
 
     async def _close_socket(self, code: int) -> None:
         await self.close(code=code)
+
+
+class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
+    """The live monitor's socket, for signed-in staff: ``/ws/calls/`` (every call) and
+    ``/ws/calls/<call_id>/`` (one call). A snapshot on connect, then ``call.update``
+    messages from calls/realtime.py, each a call's whole state to replace, not append."""
+
+    group: str = ""
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not (user.is_active and user.is_staff):
+            await self.close()  # before accept: the handshake is answered 403
+            return
+        call_id = self.scope["url_route"]["kwargs"].get("call_id")
+        self.group = call_group(call_id) if call_id else CALLS_GROUP
+        # Join before reading the snapshot: a write committed in between then arrives as
+        # an update after it, and the page keeps whichever version is newer.
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        publish_on_this_loop()
+        await self.accept()
+        if call_id:
+            snapshot = await database_sync_to_async(call_snapshot)(call_id=call_id)
+        else:
+            snapshot = await database_sync_to_async(live_snapshot)()
+        await self.send_json(snapshot)
+
+    async def disconnect(self, code: int) -> None:
+        if self.group:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def call_update(self, message: dict[str, Any]) -> None:
+        await self.send_json({"type": "call", "call": message["call"]})

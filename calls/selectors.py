@@ -25,7 +25,7 @@ from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from calls.filters import CallEventFilter, CallFilter
-from calls.models import Call, CallEvent, Sentiment
+from calls.models import Call, CallEvent, CallStatus, Sentiment
 
 # Columns a list row shows; the transcript and the JSON documents stay in the database.
 LIST_COLUMNS = (
@@ -270,3 +270,44 @@ def call_stats(
             last=local(started_before - timedelta(microseconds=1)).date(),
         ),
     }
+
+
+# ---------------------------------------------------------------- live monitor (/live/)
+
+# Columns the live monitor shows (calls/realtime.py::call_state).
+LIVE_COLUMNS = (
+    "id",
+    "call_id",
+    "status",
+    "agent_id",
+    "agent_name",
+    "direction",
+    "started_at",
+    "ended_at",
+    "duration_ms",
+    "transcript_object",
+    "created_at",
+    "updated_at",
+)
+LIVE_ONGOING_LIMIT = 50
+LIVE_FINISHED_LIMIT = 10
+# A call whose call_ended never came would otherwise stay "in progress" for ever.
+LIVE_STALE_AFTER = timedelta(hours=6)
+LIVE_FINISHED_STATUSES = (CallStatus.ENDED, CallStatus.NOT_CONNECTED, CallStatus.ERROR)
+
+
+def live_calls(*, now: datetime | None = None) -> list[Call]:
+    """Calls in progress (heard of recently) and the last finished ones, newest first.
+
+    Newest by primary key: a backwards index scan that stops after the limit, where the
+    finished calls (nearly all rows) would have to be sorted by any other column.
+    """
+    recent = (now or timezone.now()) - LIVE_STALE_AFTER
+    calls = Call.objects.only(*LIVE_COLUMNS).order_by("-pk")
+    ongoing = calls.exclude(status__in=LIVE_FINISHED_STATUSES).filter(updated_at__gte=recent)
+    finished = calls.filter(status__in=LIVE_FINISHED_STATUSES)
+    return [*ongoing[:LIVE_ONGOING_LIMIT], *finished[:LIVE_FINISHED_LIMIT]]
+
+
+def live_call_get(*, call_id: str) -> Call | None:
+    return Call.objects.only(*LIVE_COLUMNS).filter(call_id=call_id).first()

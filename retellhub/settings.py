@@ -174,7 +174,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -220,6 +220,8 @@ LLM_CALL_DETAILS_WAIT_MS = env_int("LLM_CALL_DETAILS_WAIT_MS", 3000)
 LLM_END_CALL_CLOSE_MS = env_int("LLM_END_CALL_CLOSE_MS", 10000)
 # The live transcript is written at most this often per call (and once at the end).
 LLM_TRANSCRIPT_SAVE_INTERVAL_MS = env_int("LLM_TRANSCRIPT_SAVE_INTERVAL_MS", 2000)
+# Live monitor (/live/): at most one update per call this often to browsers (the newest).
+LIVE_BROADCAST_INTERVAL_MS = env_int("LIVE_BROADCAST_INTERVAL_MS", 1000)
 # Larger text frames are logged and ignored. Keep daphne's --websocket-max-message-size
 # above it, or daphne closes the socket first (its default is 1 MiB).
 LLM_SOCKET_MAX_FRAME_BYTES = env_int("LLM_SOCKET_MAX_FRAME_BYTES", 1024 * 1024)

@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from calls import views
+from calls import live, views
 from retellhub.metrics import metrics_view
 
 urlpatterns = [
@@ -11,4 +11,6 @@ urlpatterns = [
     path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/", include("calls.api")),
+    path("live/", live.live_calls_page, name="live-calls"),
+    path("live/<str:call_id>/", live.live_call_page, name="live-call"),
 ]
