@@ -18,6 +18,7 @@ from django.utils import timezone
 from calls.merge import Observation, merge, observation_version
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
+from calls.realtime import call_broadcast_on_commit
 from notifications.services import outbox_enqueue_for_delivery
 
 
@@ -108,6 +109,7 @@ def call_event_record(
     # Side effects are outbox rows in this same transaction: they commit with the event
     # or not at all, and the request itself never touches the network (design rule 5).
     outbox_enqueue_for_delivery(call=call, event=row)
+    call_broadcast_on_commit(call=call)  # to the live monitor, once this commits
     return DeliveryOutcome(call=call, event=row, created=True)
 
 

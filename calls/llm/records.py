@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from calls.models import Call, CallStatus
 from calls.payloads import call_fields
+from calls.realtime import call_broadcast_on_commit
 from calls.services import call_socket_observe, call_socket_session_record
 
 SPEAKERS = {"agent": "Agent", "user": "User"}
@@ -56,13 +57,17 @@ def socket_fields(
 
 def save_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
     if fields:
-        call_socket_observe(call_id=call_id, fields=fields, seen_at=timezone.now())
+        call = call_socket_observe(call_id=call_id, fields=fields, seen_at=timezone.now())
+        # The throttled transcript write is also what the live monitor shows: committed
+        # above, so this sends at once (the send itself runs off this thread).
+        call_broadcast_on_commit(call=call)
 
 
 def save_session(*, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
-    call_socket_session_record(
+    event = call_socket_session_record(
         call_id=call_id, summary=summary, fields=fields, seen_at=timezone.now()
     )
+    call_broadcast_on_commit(call=event.call)  # the transcript's last words, if unsent
 
 
 def prior_utterances(*, call_id: str) -> int:
