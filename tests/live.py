@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.test import Client
+from django.test import Client, override_settings
 
 from tests import retell
 from tests.factories import StaffFactory, UserFactory
@@ -13,11 +13,13 @@ from tests.factories import StaffFactory, UserFactory
 PASSWORD = "pw-for-tests-only"  # tests/factories.py's
 
 
-def session_cookie(*, staff: bool = True) -> str:
-    """A ``sessionid=...`` cookie of a freshly signed-in user (staff or not)."""
+def session_cookie(*, staff: bool = True, secret_key: str | None = None) -> str:
+    """A ``sessionid=...`` cookie of a freshly signed-in user (staff or not); for a server
+    process, signed with that server's ``secret_key``."""
     factory = StaffFactory if staff else UserFactory
     client = Client()
-    client.force_login(factory())
+    with override_settings(SECRET_KEY=secret_key or settings.SECRET_KEY):
+        client.force_login(factory.create())
     return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
 
 

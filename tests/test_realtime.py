@@ -41,7 +41,7 @@ def test_group_names_of_different_ids_differ():
 
 
 def test_the_list_gets_the_end_of_the_transcript_and_where_it_starts():
-    call = CallFactory(transcript_object=conversation(*(f"line {n}" for n in range(9))))
+    call = CallFactory.create(transcript_object=conversation(*(f"line {n}" for n in range(9))))
     state = call_state(call, last_turns=realtime.LIST_TURNS)
     assert state["turn_count"] == 9
     assert state["first_turn"] == 3
@@ -50,7 +50,7 @@ def test_the_list_gets_the_end_of_the_transcript_and_where_it_starts():
 
 
 def test_the_state_links_to_the_calls_page_and_its_admin_page():
-    call = CallFactory(call_id="call_links")
+    call = CallFactory.create(call_id="call_links")
     state = call_state(call)
     assert state["url"] == "/live/call_links/"
     assert state["admin_url"] == f"/admin/calls/call/{call.pk}/change/"
