@@ -15,7 +15,7 @@ from django.utils.safestring import SafeString
 
 from calls.dashboard import dashboard_context
 from calls.exports import csv_response
-from calls.models import Call, CallEvent
+from calls.models import AgentProfile, Call, CallEvent
 from calls.selectors import CSV_COLUMNS, call_export_rows, transcript_turns
 from calls.services import call_events_replay
 
@@ -336,3 +336,37 @@ class CallEventAdmin(ReplayActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin[Ca
 
     def replay_event_ids(self, queryset: QuerySet[CallEvent]) -> list[int]:
         return list(queryset.values_list("pk", flat=True))
+
+
+# --- Agent profiles (the call socket, calls/llm/) -------------------------------------------
+# Unlike webhook data these are configuration: operators edit them. A call picks its profile
+# when the socket learns its agent_id, so an edit applies from the next call on.
+@admin.register(AgentProfile)
+class AgentProfileAdmin(admin.ModelAdmin[AgentProfile]):
+    list_display = ["agent_id", "name", "responder", "model", "tools_enabled", "is_active"]
+    list_filter = ["responder", "is_active", "tools_enabled"]
+    search_fields = ["agent_id", "name"]
+    readonly_fields = ["created_at", "updated_at"]
+    fieldsets = [
+        (None, {"fields": ["agent_id", "name", "is_active", "responder"]}),
+        (
+            "What the agent says",
+            {"fields": ["begin_message", "reminder_line", "fallback_line", "closing_line"]},
+        ),
+        (
+            "Model",
+            {
+                "fields": [
+                    "system_prompt",
+                    "model",
+                    "temperature",
+                    "tools_enabled",
+                    "transfer_number",
+                    "base_url",
+                    "api_key_env",
+                ]
+            },
+        ),
+        ("Scripted responder", {"fields": ["rules", "end_call_phrases"]}),
+        ("History", {"fields": ["created_at", "updated_at"]}),
+    ]
