@@ -10,7 +10,7 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from calls.admin import mask_number
-from calls.models import Call, CallEvent
+from calls.models import AgentProfile, Call, CallEvent
 from tests import retell
 from tests.factories import CallEventFactory, CallFactory, StaffFactory
 
@@ -202,3 +202,18 @@ def test_anonymous_users_cannot_run_actions(client, name):
 def test_staff_without_permissions_cannot_open_the_dashboard(client):
     client.force_login(StaffFactory())
     assert client.get(DASHBOARD).status_code == 403
+
+
+def test_agent_profiles_are_editable_by_operators(admin_client):
+    assert admin_client.get("/admin/calls/agentprofile/add/").status_code == 200
+    profile = AgentProfile.objects.create(agent_id="agent_console", name="Console")
+    page_html = page(admin_client.get(f"/admin/calls/agentprofile/{profile.pk}/change/"))
+    assert "agent_console" in page_html
+    listing = page(admin_client.get("/admin/calls/agentprofile/?q=console"))
+    assert "agent_console" in listing
+
+
+def test_agent_profiles_are_refused_to_anonymous_users(client):
+    response = client.get("/admin/calls/agentprofile/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
