@@ -4,6 +4,7 @@ live.js fills it from the ``/ws/calls/`` socket (calls/consumers.py::LiveCallsCo
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from django.contrib import admin
 from django.contrib.admin.views.decorators import staff_member_required
@@ -27,6 +28,7 @@ def live_calls_page(request: HttpRequest) -> HttpResponse:
 @staff_member_required
 def live_call_page(request: HttpRequest, call_id: str) -> HttpResponse:
     # No 404 for an unknown id: the page may be opened before the call's first event.
-    context = _context(request, title=f"Call {call_id}", socket_path=f"/ws/calls/{call_id}/")
+    socket_path = f"/ws/calls/{quote(call_id, safe='')}/"
+    context = _context(request, title=f"Call {call_id}", socket_path=socket_path)
     context["call_id"] = call_id
     return render(request, "calls/live_call.html", context)
