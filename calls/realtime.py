@@ -29,7 +29,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
@@ -200,8 +200,8 @@ def publish_on_this_loop() -> None:
 
 
 def _background_loop() -> asyncio.AbstractEventLoop:
-    # Until a live socket opens in this process (or in a process without any, such as a
-    # server only taking webhooks beside others on Redis), a daemon thread's loop sends.
+    # With Redis, until a live socket opens in this process (or in a process without any,
+    # such as a server only taking webhooks beside others), a daemon thread's loop sends.
     global _own_loop
     with _own_loop_lock:
         if _own_loop is None:
@@ -213,10 +213,12 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _own_loop
 
 
-def _publishing_loop() -> asyncio.AbstractEventLoop:
+def _publishing_loop() -> asyncio.AbstractEventLoop | None:
     loop = _server_loop
     if loop is not None and loop.is_running():
         return loop
+    if isinstance(get_channel_layer(), InMemoryChannelLayer):
+        return None  # a process-local layer and no live socket here: nobody to tell
     return _background_loop()
 
 
@@ -230,7 +232,9 @@ def _submit(broadcast: Broadcast) -> None:
 
 def publish(broadcast: Broadcast) -> None:
     """Hand ``broadcast`` to the sending loop; returns at once, from any thread."""
-    _publishing_loop().call_soon_threadsafe(_submit, broadcast)
+    loop = _publishing_loop()
+    if loop is not None:
+        loop.call_soon_threadsafe(_submit, broadcast)
 
 
 def _publish_call(call: Call) -> None:

@@ -196,3 +196,14 @@ async def test_a_layer_that_fails_is_logged_and_the_next_update_still_goes(
         sender.submit(broadcast(2))
         await asyncio.sleep(0.05)
     assert caplog.text.count("not sent: ConnectionError") == 2
+
+
+def test_without_a_live_socket_an_in_memory_layer_has_nobody_to_tell(settings, monkeypatch):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    monkeypatch.setattr(realtime, "_server_loop", None)
+
+    def no_thread() -> None:
+        raise AssertionError("no sender thread is needed for a process-local layer")
+
+    monkeypatch.setattr(realtime, "_background_loop", no_thread)
+    realtime.publish(broadcast(1))
