@@ -9,13 +9,15 @@ from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connection
 from django.http import HttpRequest, JsonResponse
-from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET
+from rest_framework import exceptions
 from rest_framework.negotiation import BaseContentNegotiation
-from rest_framework.renderers import BaseRenderer
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from calls.dbwork import run_db
+from calls.dbwork import run_db_sync
 from calls.payloads import PayloadError, parse_webhook
 from calls.services import call_event_record
 from calls.webhook import Rejected, verify_delivery
@@ -42,44 +44,67 @@ def _message(status: int, message: str) -> JsonResponse:
     return JsonResponse({"message": message}, status=status)
 
 
-@csrf_exempt  # authenticated by its signature; Retell has no CSRF token to send
-async def webhook(request: HttpRequest) -> JsonResponse:
+def _reply(status: int, message: str) -> Response:
+    return Response({"message": message}, status=status)
+
+
+def _webhook_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, exceptions.MethodNotAllowed):
+        return _reply(405, "Method Not Allowed")
+    return None  # anything else is a bug in this view: Django's 500 handling applies
+
+
+class WebhookView(APIView):
     """``POST /webhook``: Retell's signed call events.
 
-    Async so that verification and parsing run on the event loop and only the one
-    transaction goes to a database thread (calls/dbwork.py). Retell acts on the status:
-    2xx means stored, 4xx will not improve on retry, 5xx is retried.
+    Authenticated by its signature alone (calls/webhook.py), which covers the raw bytes, so
+    no DRF authenticator or parser touches the request first. Sync on purpose: Django runs
+    a sync view and its middleware in one thread hop, where an async view pays a hop per
+    middleware. The one transaction goes to a long-lived database thread
+    (calls/dbwork.py). Retell acts on the status: 2xx stored, 4xx will not improve on
+    retry, 5xx is retried.
     """
-    if request.method != "POST":
-        return _message(405, "Method Not Allowed")
-    try:
-        delivery = verify_delivery(request)
-        event = parse_webhook(delivery.body)
-    except Rejected as exc:
-        metrics.webhook_delivery(event=None, outcome=exc.reason)
-        return _message(exc.status, exc.message)
-    except PayloadError as exc:
-        metrics.webhook_delivery(event=None, outcome="bad_payload")
-        logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
-        return _message(400, str(exc))
-    try:
-        outcome = await run_db(
-            call_event_record,
-            event=event,
-            raw_body=delivery.body,
-            source_ip=delivery.source_ip,
-            key_fingerprint=delivery.match.key_fingerprint,
-        )
-    except Exception:
-        # The transaction rolled back: nothing is half-written, and Retell's retry can
-        # succeed once the fault is gone.
-        logger.exception("webhook failed; answering 500 so Retell retries")
-        metrics.webhook_delivery(event=event.event, outcome="error")
-        return _message(500, "Internal Server Error")
-    result = "stored" if outcome.created else "duplicate"
-    metrics.webhook_delivery(event=event.event, outcome=result)
-    logger.info("webhook %s %s for call %s", result, event.event, event.call_id)
-    return JsonResponse({"received": True})
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+    parser_classes: list[Any] = []
+    throttle_classes: list[Any] = []
+    renderer_classes = [JSONRenderer]
+    content_negotiation_class = AlwaysJSON
+
+    def get_exception_handler(self) -> Any:
+        return _webhook_exception_handler
+
+    def post(self, request: Request) -> Response:
+        try:
+            delivery = verify_delivery(request._request)
+        except Rejected as exc:
+            metrics.webhook_delivery(event=None, outcome=exc.reason)
+            return _reply(exc.status, exc.message)
+        try:
+            event = parse_webhook(delivery.body)
+        except PayloadError as exc:
+            metrics.webhook_delivery(event=None, outcome="bad_payload")
+            logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
+            return _reply(400, str(exc))
+        try:
+            outcome = run_db_sync(
+                call_event_record,
+                event=event,
+                raw_body=delivery.body,
+                source_ip=delivery.source_ip,
+                key_fingerprint=delivery.match.key_fingerprint,
+            )
+        except Exception:
+            # The transaction rolled back: nothing is half-written, and Retell's retry can
+            # succeed once the fault is gone.
+            logger.exception("webhook failed; answering 500 so Retell retries")
+            metrics.webhook_delivery(event=event.event, outcome="error")
+            return _reply(500, "Internal Server Error")
+        result = "stored" if outcome.created else "duplicate"
+        metrics.webhook_delivery(event=event.event, outcome=result)
+        logger.info("webhook %s %s for call %s", result, event.event, event.call_id)
+        return Response({"received": True})
 
 
 @require_GET

@@ -5,7 +5,7 @@ from calls import live, views
 from retellhub.metrics import metrics_view
 
 urlpatterns = [
-    path("webhook", views.webhook, name="webhook"),
+    path("webhook", views.WebhookView.as_view(), name="webhook"),
     path("ping", views.ping, name="ping"),
     path("health", views.health, name="health"),
     path("metrics", metrics_view, name="metrics"),

@@ -40,26 +40,26 @@ def in_atomic_block() -> bool:
     return connection.in_atomic_block
 
 
-async def test_it_runs_jobs_on_long_lived_database_threads(pool):
-    name = await dbwork.run_db(create_call, call_id="call_a")
+def test_it_runs_jobs_on_long_lived_database_threads(pool):
+    name = dbwork.run_db_sync(create_call, call_id="call_a")
     assert name.startswith("retellhub-db")
-    assert await dbwork.run_db(call_exists, call_id="call_a")
+    assert dbwork.run_db_sync(call_exists, call_id="call_a")
 
 
-async def test_a_failed_job_leaves_nothing_behind_for_the_next(pool):
+def test_a_failed_job_leaves_nothing_behind_for_the_next(pool):
     with pytest.raises(RuntimeError):
-        await dbwork.run_db(fail_inside_a_transaction)
-    assert await dbwork.run_db(in_atomic_block) is False
-    assert not await dbwork.run_db(call_exists, call_id="call_rolled_back")
+        dbwork.run_db_sync(fail_inside_a_transaction)
+    assert dbwork.run_db_sync(in_atomic_block) is False
+    assert not dbwork.run_db_sync(call_exists, call_id="call_rolled_back")
 
 
 def connection_held() -> bool:
     return connection.connection is not None
 
 
-async def test_between_jobs_sqlite_keeps_and_a_pool_takes_back_the_connection(pool, settings):
+def test_between_jobs_sqlite_keeps_and_a_pool_takes_back_the_connection(pool, settings):
     settings.DB_WORKER_THREADS = 1  # one thread, so both jobs see the same connection slot
-    await dbwork.run_db(create_call, call_id="call_b")
-    held = await dbwork.run_db(connection_held)
+    dbwork.run_db_sync(create_call, call_id="call_b")
+    held = dbwork.run_db_sync(connection_held)
     pooled = getattr(connection, "pool", None) is not None
     assert held is (not pooled)
