@@ -169,6 +169,18 @@ def test_without_redis_the_call_socket_keeps_answering(server_without_redis):
                 frames.append(frame)
     assert all(frame["response_id"] == 1 for frame in frames)
     assert "".join(frame["content"] for frame in frames)
+    # The server records the session after the socket closes; wait for that write, or the
+    # next test's table flush can deadlock against it on PostgreSQL.
+    wait_for_session_record("call_socket_no_redis")
+
+
+def wait_for_session_record(call_id: str) -> None:
+    sessions = CallEvent.objects.filter(call__call_id=call_id, event="llm_session")
+    for _ in range(500):
+        if sessions.exists():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the server never recorded the session of {call_id}")
 
 
 # --- Killed hard mid-load -----------------------------------------------------------------
