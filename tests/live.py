@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.conf import settings
 from django.test import Client, override_settings
 
+from calls.models import CallEvent
 from tests import retell
 from tests.factories import StaffFactory, UserFactory
 
@@ -36,3 +38,16 @@ def conversation(*lines: str) -> list[dict[str, str]]:
         {"role": "agent" if index % 2 == 0 else "user", "content": line}
         for index, line in enumerate(lines)
     ]
+
+
+def wait_for_session(call_id: str, timeout: float = 15) -> None:
+    """Until the server has recorded the call socket's session (after the socket closed).
+
+    The test database is flushed after each test, and on PostgreSQL a flush racing that
+    write can deadlock.
+    """
+    sessions = CallEvent.objects.filter(call__call_id=call_id, event="llm_session")
+    deadline = time.monotonic() + timeout
+    while not sessions.exists():
+        assert time.monotonic() < deadline, f"no socket session recorded for {call_id}"
+        time.sleep(0.05)

@@ -11,11 +11,13 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connections
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 from websockets.sync.client import ClientConnection, connect
 
@@ -23,7 +25,7 @@ from tests import retell
 from tests.conftest import StartServer
 from tests.factories import StaffFactory
 from tests.http import post_webhook
-from tests.live import PASSWORD, conversation, webhook_body
+from tests.live import PASSWORD, conversation, wait_for_session, webhook_body
 from tests.servers import ROOT, RunningServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -168,6 +170,13 @@ class CallSocket:
         self.send({"interaction_type": "update_only", "transcript": conversation(*self.lines)})
 
 
+def session_recorded(call_id: str) -> None:
+    try:
+        wait_for_session(call_id)
+    finally:
+        connections.close_all()  # this thread's own connection
+
+
 def transcript_of(page: Page, scope: str) -> Any:
     return page.locator(f"{scope} .live-turn .live-text")
 
@@ -203,6 +212,9 @@ def test_an_operator_watches_a_call_from_start_to_end(operator, browser, server,
         expect(page.locator("#live-call .live-status")).to_have_text("ongoing")
         call.caller_says("Thanks, that's all.")
         expect(transcript_of(page, "#live-call")).to_have_text(call.lines)
+    # On another thread: this one runs Playwright's event loop, where Django refuses queries.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(session_recorded, CALL_ID).result()
 
     ended_ms = retell.now_ms()
     deliver(

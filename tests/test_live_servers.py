@@ -17,7 +17,7 @@ from websockets.typing import Origin
 from tests import retell
 from tests.conftest import StartServer
 from tests.http import post_webhook
-from tests.live import conversation, session_cookie, webhook_body
+from tests.live import conversation, session_cookie, wait_for_session, webhook_body
 from tests.servers import RunningServer, free_port
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -51,6 +51,7 @@ def play_socket(server: RunningServer, call_id: str, *lines: str) -> None:
             socket.send(json.dumps(update))
         socket.send(json.dumps({"interaction_type": "ping_pong", "timestamp": 1}))
         assert json.loads(socket.recv(timeout=WAIT))["response_type"] == "ping_pong"
+    wait_for_session(call_id)
 
 
 @pytest.fixture
