@@ -15,6 +15,7 @@ from django.utils.safestring import SafeString
 
 from calls.dashboard import dashboard_context
 from calls.exports import csv_response
+from calls.masking import mask_phone
 from calls.models import AgentProfile, Call, CallEvent
 from calls.selectors import CSV_COLUMNS, call_export_rows, transcript_turns
 from calls.services import call_events_replay
@@ -45,13 +46,6 @@ class ReadOnlyAdminMixin:
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
-
-
-def mask_number(number: str) -> str:
-    """Enough of a phone number to tell calls apart in a list, not to dial it."""
-    if len(number) <= 4:
-        return number
-    return "•" * min(len(number) - 4, 6) + number[-4:]
 
 
 def pretty_json(value: Any) -> SafeString:
@@ -242,7 +236,7 @@ class CallAdmin(ReplayActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin[Call]):
 
     @admin.display(description="Caller", ordering="from_number")
     def caller(self, call: Call) -> str:
-        return mask_number(call.from_number)
+        return mask_phone(call.from_number)
 
     @admin.display(description="Duration", ordering="duration_ms")
     def duration(self, call: Call) -> str:

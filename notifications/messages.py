@@ -14,31 +14,14 @@ from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
 
+from calls.masking import mask_phone
 from calls.models import Call, CallEvent, Sentiment
 from calls.payloads import call_fields
 from notifications.models import SlackTrigger
 
-MASK = "•"
-VISIBLE_DIGITS = 4
-
 
 def to_json(document: Mapping[str, Any]) -> str:
     return json.dumps(document, cls=DjangoJSONEncoder, ensure_ascii=False, separators=(",", ":"))
-
-
-def mask_phone(number: str) -> str:
-    """``+14155550123`` -> ``+•••••••0123``: enough to tell calls apart, not to dial."""
-    digits_seen = sum(character.isdigit() for character in number)
-    keep_from = digits_seen - VISIBLE_DIGITS
-    masked = []
-    index = 0
-    for character in number:
-        if character.isdigit():
-            masked.append(character if index >= keep_from else MASK)
-            index += 1
-        else:
-            masked.append(character)
-    return "".join(masked)
 
 
 def slack_triggers(*, event: str, fields: Mapping[str, Any]) -> list[str]:

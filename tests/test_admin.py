@@ -9,7 +9,7 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
-from calls.admin import mask_number
+from calls.masking import mask_phone
 from calls.models import AgentProfile, Call, CallEvent
 from tests import retell
 from tests.factories import CallEventFactory, CallFactory, StaffFactory
@@ -39,14 +39,15 @@ def action(client: Client, url: str, name: str, pks: list[int]) -> Any:
     return client.post(url, {"action": name, "_selected_action": [str(pk) for pk in pks]})
 
 
-def test_mask_number_keeps_the_last_four_digits():
-    assert mask_number("+14155550123") == "••••••0123"
-    assert mask_number("123") == "123"
+def test_mask_phone_keeps_the_shape_and_the_last_four_digits():
+    assert mask_phone("+14155550123") == "+•••••••0123"
+    assert mask_phone("+44 20 7946 0958") == "+•• •• •••• 0958"
+    assert mask_phone("123") == "123"
 
 
 def test_changelist_shows_the_columns_operators_need(admin_client, delivered):
     html = page(admin_client.get(CHANGELIST))
-    for text in ("Northwind Reception", "inbound", "••••••0123", "ended", "0:14", "Dashboard"):
+    for text in ("Northwind Reception", "inbound", "+•••••••0123", "ended", "0:14", "Dashboard"):
         assert text in html
     assert "+14155550123" not in html  # the caller's number is masked in the list
 
