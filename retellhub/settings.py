@@ -90,6 +90,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: keeps the chain above in one thread hop under ASGI (see the class).
+    "retellhub.middleware.SyncMiddlewareChain",
 ]
 
 ROOT_URLCONF = "retellhub.urls"
