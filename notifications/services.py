@@ -24,6 +24,7 @@ receiver answered but before we recorded it, the next attempt re-sends with the 
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ logger = logging.getLogger(__name__)
 CLAIM_LEASE = timedelta(minutes=5)
 ENV_SLACK_KEY = "env:slack"
 ENV_FORWARD_KEY_PREFIX = "env:forward:"
+# How long another process's first destination may go unseen (see _EmptyTableMemo).
+DESTINATIONS_EMPTY_TTL_SECONDS = 5.0
 
 
 # --- Destinations from the environment ---------------------------------------------------
@@ -173,8 +176,50 @@ def _new_delivery(*, kind: str, call: Call, now: datetime, **fields: Any) -> Del
     )
 
 
+class _EmptyTableMemo:
+    """Remembers for a few seconds that a table was seen empty.
+
+    Most installations configure no destinations, yet every delivery asked for them: a
+    query per webhook. Saves and deletes in this process forget the memo at once (and
+    again at their commit, so a read racing the writer's transaction cannot bring it
+    back); another process's first destination is seen after at most ``ttl`` seconds, so
+    events in that window are not sent to it. The generation makes a read that a write
+    overtook unable to store its stale "empty".
+    """
+
+    def __init__(self, *, ttl: float) -> None:
+        self.ttl = ttl
+        self.generation = 0
+        self._empty_until = 0.0
+
+    def known_empty(self) -> bool:
+        return time.monotonic() < self._empty_until
+
+    def remember_empty(self, *, generation: int) -> None:
+        if generation == self.generation:
+            self._empty_until = time.monotonic() + self.ttl
+
+    def forget(self) -> None:
+        self.generation += 1
+        self._empty_until = 0.0
+
+
+# Forgotten by notifications.signals whenever a destination is saved or deleted.
+destinations_empty = _EmptyTableMemo(ttl=DESTINATIONS_EMPTY_TTL_SECONDS)
+
+
+def _destination_rows() -> list[Destination]:
+    if destinations_empty.known_empty():
+        return []
+    generation = destinations_empty.generation
+    rows = list(Destination.objects.all())
+    if not rows:
+        destinations_empty.remember_empty(generation=generation)
+    return rows
+
+
 def _destination_deliveries(*, call: Call, event: CallEvent, now: datetime) -> list[Delivery]:
-    destinations = destination_sync_from_settings(existing=list(Destination.objects.all()))
+    destinations = destination_sync_from_settings(existing=_destination_rows())
     deliveries = []
     for destination in destinations:
         triggers = _matching_triggers(destination=destination, event=event)

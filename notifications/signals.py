@@ -1,8 +1,11 @@
-"""Recording files leave storage when their row does, however it is deleted.
+"""Receivers for rows that change outside the services.
 
-A signal rather than a service because rows also go by cascade (a pruned or
-admin-deleted call). The file is removed only after commit, so a rolled-back
-deletion keeps it.
+Recording files leave storage when their row does, however it is deleted. A signal
+rather than a service because rows also go by cascade (a pruned or admin-deleted call).
+The file is removed only after commit, so a rolled-back deletion keeps it.
+
+Any save or delete of a destination (admin, API, environment sync) forgets the webhook's
+"no destinations" memo (notifications.services._EmptyTableMemo).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.db import transaction
-from django.db.models.signals import post_delete
+from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
-from notifications.models import Recording
+from notifications.models import Destination, Recording
+from notifications.services import destinations_empty
 
 
 @receiver(post_delete, sender=Recording)
@@ -21,3 +25,10 @@ def recording_file_delete(sender: type[Recording], instance: Recording, **kwargs
     if instance.file.name:
         storage, name = instance.file.storage, instance.file.name
         transaction.on_commit(lambda: storage.delete(name))
+
+
+@receiver(post_save, sender=Destination)
+@receiver(post_delete, sender=Destination)
+def destinations_changed(sender: type[Destination], **kwargs: Any) -> None:
+    destinations_empty.forget()
+    transaction.on_commit(destinations_empty.forget)
