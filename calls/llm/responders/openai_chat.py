@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx2
 from django.conf import settings
-from openai import AsyncOpenAI, AsyncStream
+from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient
 
 from calls.llm.profiles import Profile, api_key_for, render
 from calls.llm.responders.base import (
@@ -66,26 +68,53 @@ TOOLS: dict[str, dict[str, Any]] = {
 }
 
 
-# One client per endpoint (and event loop) per process, so its connection pool is reused
+# Clients per endpoint (and event loop) per process, so their connection pools are reused
 # across calls. Keyed by loop because pooled connections cannot cross event loops.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], AsyncOpenAI]]
+#
+# Several clients, not one, taken in turn: on every request and every release the HTTP
+# pool walks all its connections and polls the socket of each idle one. With one pool
+# that is a walk over ~M connections at M concurrent calls, twice a request, on the event
+# loop that also answers every call's pings; spread over POOL_SHARDS pools it is ~M/16.
+POOL_SHARDS = 16
+
+
+@dataclass(slots=True)
+class _Shards:
+    clients: list[AsyncOpenAI] = field(default_factory=list)
+    turn: int = 0
+
+
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], _Shards]]
 _clients = weakref.WeakKeyDictionary()
+_tls: ssl.SSLContext | None = None
+
+
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle is most of what a client costs (~20 ms): once per process.
+    global _tls
+    if _tls is None:
+        _tls = httpx2.create_ssl_context()
+    return _tls
 
 
 def openai_client(*, base_url: str, api_key: str) -> AsyncOpenAI:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    client = per_loop.get((base_url, api_key))
-    if client is None:
-        client = AsyncOpenAI(
-            base_url=base_url or None,
-            # Local OpenAI-compatible servers often need no key; the SDK insists on one.
-            api_key=api_key or "unused",
-            # No SDK retries: Retell re-asks within a second anyway, and a retry would
-            # only delay the fallback line.
-            max_retries=0,
-            timeout=settings.LLM_ANSWER_TIMEOUT_MS / 1000,
-        )
-        per_loop[(base_url, api_key)] = client
+    shards = per_loop.setdefault((base_url, api_key), _Shards())
+    index = shards.turn % POOL_SHARDS
+    shards.turn = index + 1
+    if index < len(shards.clients):
+        return shards.clients[index]
+    client = AsyncOpenAI(
+        base_url=base_url or None,
+        # Local OpenAI-compatible servers often need no key; the SDK insists on one.
+        api_key=api_key or "unused",
+        # No SDK retries: Retell re-asks within a second anyway, and a retry would
+        # only delay the fallback line.
+        max_retries=0,
+        timeout=settings.LLM_ANSWER_TIMEOUT_MS / 1000,
+        http_client=DefaultAsyncHttpxClient(verify=_tls_context()),
+    )
+    shards.clients.append(client)
     return client
 
 
