@@ -14,12 +14,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import ipaddress
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from calls.net import is_loopback
 
 # ---------------------------------------------------------------- statistics
 
@@ -77,15 +78,6 @@ class Target:
 
     def url(self, path: str) -> str:
         return f"http://{self.host_header}{self.prefix}{path}"
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def parse_target(url: str, *, allow_remote: bool = False) -> Target:

@@ -38,3 +38,13 @@ def ip_allowed(address: str | None, allowlist: Iterable[str]) -> bool:
     except ValueError:
         return False
     return any(ip in ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -8,7 +8,6 @@ per-attempt and disposable, the delivery keeps state, attempts, the schedule and
 
 from __future__ import annotations
 
-import ipaddress
 from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
@@ -18,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 
 from calls.models import Call, CallEvent
+from calls.net import is_loopback
 from notifications import signing
 
 
@@ -34,21 +34,12 @@ class SlackTrigger(models.TextChoices):
     ERROR_DISCONNECTION = "error_disconnection", "Disconnected by an error"
 
 
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def validate_delivery_url(url: str) -> None:
     """HTTPS only; plain HTTP is allowed to loopback for local receivers and tests."""
     parts = urlsplit(url)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and parts.hostname and is_loopback(parts.hostname):
         return
     raise ValidationError("Use an https:// URL (plain http only to localhost).")
 

@@ -11,7 +11,6 @@ outbox) are read at scrape time by a collector, so every process reports the sam
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -35,7 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from calls.merge import EVENT_RANK
-from calls.net import client_ip
+from calls.net import client_ip, is_loopback
 
 logger = logging.getLogger(__name__)
 
@@ -215,20 +214,13 @@ def _bearer_matches(request: HttpRequest, token: str) -> bool:
     )
 
 
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
 def _direct_loopback_caller(request: HttpRequest) -> bool:
     trusted = settings.TRUSTED_PROXY_COUNT
     # A proxy on this host relays outside callers from a loopback address; when proxies are
     # not declared, a forwarded request is treated as coming from outside.
     if trusted == 0 and "HTTP_X_FORWARDED_FOR" in request.META:
         return False
-    return _is_loopback(client_ip(request.META, trusted_proxies=trusted))
+    return is_loopback(client_ip(request.META, trusted_proxies=trusted))
 
 
 def metrics_refusal(request: HttpRequest) -> JsonResponse | None:
