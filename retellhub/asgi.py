@@ -5,12 +5,13 @@ Any ASGI server can serve ``retellhub.asgi:application`` (daphne, uvicorn, hyper
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retellhub.settings")
 
-# Built before anything imports models: it sets Django up.
-django_asgi_app = get_asgi_application()
+from retellhub.handlers import get_pooled_asgi_application  # noqa: E402
+
+# Built before anything imports models: it sets Django up. Django's own handler, with its
+# per-request threads reused (retellhub/handlers.py).
+django_asgi_app = get_pooled_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
