@@ -5,6 +5,8 @@ from datetime import timedelta
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from calls.fields import JSONField
+
 
 class CallStatus(models.TextChoices):
     REGISTERED = "registered"
@@ -44,13 +46,13 @@ class Call(models.Model):
     disconnection_reason = models.CharField(max_length=64, blank=True, default="")
 
     transcript = models.TextField(blank=True, default="")
-    transcript_object = models.JSONField(null=True, blank=True)
-    transcript_with_tool_calls = models.JSONField(null=True, blank=True)
+    transcript_object = JSONField(null=True, blank=True)
+    transcript_with_tool_calls = JSONField(null=True, blank=True)
     recording_url = models.URLField(max_length=2048, blank=True, default="")
     public_log_url = models.URLField(max_length=2048, blank=True, default="")
-    metadata = models.JSONField(null=True, blank=True)
-    dynamic_variables = models.JSONField(null=True, blank=True)
-    collected_dynamic_variables = models.JSONField(null=True, blank=True)
+    metadata = JSONField(null=True, blank=True)
+    dynamic_variables = JSONField(null=True, blank=True)
+    collected_dynamic_variables = JSONField(null=True, blank=True)
 
     call_summary = models.TextField(blank=True, default="")
     user_sentiment = models.CharField(
@@ -58,22 +60,22 @@ class Call(models.Model):
     )
     call_successful = models.BooleanField(null=True, blank=True)
     in_voicemail = models.BooleanField(null=True, blank=True)
-    custom_analysis_data = models.JSONField(null=True, blank=True)
+    custom_analysis_data = JSONField(null=True, blank=True)
 
     combined_cost = models.DecimalField(
         max_digits=14, decimal_places=4, null=True, blank=True, help_text="Cents."
     )
-    latency = models.JSONField(null=True, blank=True)
+    latency = JSONField(null=True, blank=True)
     e2e_latency_p50_ms = models.FloatField(null=True, blank=True)
     llm_latency_p50_ms = models.FloatField(null=True, blank=True)
 
     last_event = models.CharField(max_length=64, blank=True, default="")
     last_event_at = models.DateTimeField(null=True, blank=True)
-    call_object = models.JSONField(
+    call_object = JSONField(
         null=True, blank=True, help_text="The most advanced full call object received."
     )
     # The merge version behind each column's value; see calls/merge.py.
-    field_versions = models.JSONField(default=dict, blank=True)
+    field_versions = JSONField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -121,7 +123,7 @@ class CallEvent(models.Model):
     source = models.CharField(
         max_length=16, choices=EventSource.choices, default=EventSource.WEBHOOK
     )
-    payload = models.JSONField(help_text="The call object as received.")
+    payload = JSONField(help_text="The call object as received.")
     raw_body = models.TextField(help_text="The exact request body.")
     body_sha256 = models.CharField(max_length=64, unique=True)
     payload_key = models.CharField(
@@ -190,13 +192,13 @@ class AgentProfile(models.Model):
     closing_line = models.TextField(
         blank=True, default="", help_text="Said before the scripted responder ends the call."
     )
-    rules = models.JSONField(
+    rules = JSONField(
         default=list,
         blank=True,
         help_text='Scripted: [{"keywords": ["hours"], "reply": "...", optional '
         '"end_call": true, "transfer_number": "+1...", "digit_to_press": "1"}].',
     )
-    end_call_phrases = models.JSONField(
+    end_call_phrases = JSONField(
         default=list, blank=True, help_text='Scripted: caller phrases that end the call, ["bye"].'
     )
     model = models.CharField(

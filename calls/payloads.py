@@ -9,11 +9,12 @@ cannot fully read is still evidence worth keeping.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+
+from retellhub import fastjson
 
 PayloadKey = Literal["call", "data"]
 
@@ -46,8 +47,8 @@ def parse_webhook(body: bytes) -> WebhookEvent:
 
 def _json_object(body: bytes) -> dict[str, Any]:
     try:
-        document = json.loads(body.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+        document = fastjson.loads(body)
+    except ValueError:  # UnicodeDecodeError is one too
         raise PayloadError("Body is not valid UTF-8 JSON.") from None
     if not isinstance(document, dict):
         raise PayloadError("Body must be a JSON object.")

@@ -1,0 +1,50 @@
+"""Model fields."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.fields.json import KeyTransform
+
+from retellhub import fastjson
+
+
+class JSONField(models.JSONField):
+    """Django's JSONField, encoded and decoded with orjson (retellhub/fastjson.py).
+
+    The call objects stored here are big and every webhook writes and reads several of
+    them; with the standard library their JSON was a quarter of a delivery's CPU. Custom
+    ``encoder``/``decoder`` arguments still work: they take Django's own path.
+    """
+
+    def deconstruct(self) -> Any:
+        # Stored exactly as Django's JSONField (same column, same text), so migrations see
+        # Django's field: no migration, and no table rebuild on SQLite, for a codec.
+        name, _path, args, kwargs = super().deconstruct()
+        return name, "django.db.models.JSONField", args, kwargs
+
+    def get_db_prep_value(
+        self, value: Any, connection: BaseDatabaseWrapper, prepared: bool = False
+    ) -> Any:
+        if self.encoder is not None:
+            return super().get_db_prep_value(value, connection, prepared)
+        if not prepared:
+            value = self.get_prep_value(value)
+        if connection.vendor == "postgresql":
+            from psycopg.types.json import Jsonb
+
+            return Jsonb(value, dumps=fastjson.dumps_str)
+        return fastjson.dumps_str(value)
+
+    def from_db_value(self, value: Any, expression: Any, connection: BaseDatabaseWrapper) -> Any:
+        if self.decoder is not None or not isinstance(value, str):
+            return super().from_db_value(value, expression, connection)
+        if isinstance(expression, KeyTransform):
+            # A key extracted in SQL may be a bare scalar: Django's rules apply.
+            return super().from_db_value(value, expression, connection)
+        try:
+            return fastjson.loads(value)
+        except ValueError:
+            return value
