@@ -238,6 +238,8 @@ def publish(broadcast: Broadcast) -> None:
 
 
 def _publish_call(call: Call) -> None:
+    if _publishing_loop() is None:
+        return  # nobody can be watching: skip building the call's state
     try:
         publish(_broadcast_of(call))
     except Exception:

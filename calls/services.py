@@ -40,6 +40,17 @@ def _unique_row(queryset: QuerySet[Any, Row]) -> Row | None:
     return next(iter(queryset.order_by()[:1]), None)
 
 
+# The merge reads only field_versions and writes what changed, so the call's bulky columns
+# (the transcript twice over and the full call object, tens of KB of JSON to decode) are
+# not read when it is locked; code that does use one loads it on first access.
+CALL_BULKY_COLUMNS = (
+    "transcript",
+    "transcript_object",
+    "transcript_with_tool_calls",
+    "call_object",
+)
+
+
 def call_lock_or_create(*, call_id: str) -> Call:
     """The call's row, locked until the surrounding transaction ends; created if new.
 
@@ -48,10 +59,11 @@ def call_lock_or_create(*, call_id: str) -> Call:
     other's work. INSERT ... ON CONFLICT DO NOTHING makes a racing creator wait for the
     first one's commit instead of failing.
     """
-    call = _unique_row(Call.objects.select_for_update().filter(call_id=call_id))
+    locked = Call.objects.select_for_update().defer(*CALL_BULKY_COLUMNS)
+    call = _unique_row(locked.filter(call_id=call_id))
     if call is None:
         Call.objects.bulk_create([Call(call_id=call_id)], ignore_conflicts=True)
-        call = Call.objects.select_for_update().get(call_id=call_id)
+        call = locked.get(call_id=call_id)
     return call
 
 

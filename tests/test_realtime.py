@@ -21,11 +21,28 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def published(monkeypatch: pytest.MonkeyPatch) -> list[Broadcast]:
+def listening(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As if a live monitor could be watching (a sending loop exists)."""
+    monkeypatch.setattr(realtime, "_publishing_loop", lambda: asyncio.new_event_loop)
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch, listening: None) -> list[Broadcast]:
     """What reaches the sending loop (instead of reaching it)."""
     sent: list[Broadcast] = []
     monkeypatch.setattr(realtime, "publish", sent.append)
     return sent
+
+
+def test_with_nobody_to_tell_no_state_is_built(
+    monkeypatch, signed_post, django_capture_on_commit_callbacks
+):
+    def unexpected(call: object) -> Broadcast:
+        raise AssertionError("built a broadcast nobody can receive")
+
+    monkeypatch.setattr(realtime, "_broadcast_of", unexpected)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert signed_post(webhook_body("call_started", "call_rt_nobody")).status_code == 200
 
 
 @pytest.mark.parametrize(
@@ -110,7 +127,7 @@ def test_the_call_sockets_transcript_write_is_broadcast(
 
 
 def test_a_failure_to_queue_is_logged_and_swallowed(
-    monkeypatch, caplog, django_capture_on_commit_callbacks, signed_post
+    monkeypatch, caplog, django_capture_on_commit_callbacks, signed_post, listening
 ):
     def broken(broadcast: Broadcast) -> None:
         raise OSError("no loop")
