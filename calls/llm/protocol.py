@@ -4,14 +4,19 @@ Parsing is strict about what we rely on (``response_id`` is an int, the transcri
 and lenient about everything else: unknown keys are ignored, because Retell adds fields.
 A :class:`FrameError` carries a short reason that is safe to log; never the frame itself,
 which holds what the caller said.
+
+JSON goes through retellhub/fastjson.py (orjson): every update_only and response_required
+carries the whole transcript with per-word timings, decoded on the event loop that also
+answers every call's pings, and every streamed token is one encoded frame.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from retellhub import fastjson
 
 Utterance = dict[str, Any]
 
@@ -49,9 +54,9 @@ class AnswerRequest:
 Inbound = PingPong | CallDetails | TranscriptUpdate | AnswerRequest
 
 
-def parse_frame(text: str) -> Inbound:
+def parse_frame(text: str | bytes) -> Inbound:
     try:
-        document = json.loads(text)
+        document = fastjson.loads(text)
     except ValueError:
         raise FrameError("not_json") from None
     if not isinstance(document, dict):
@@ -129,7 +134,7 @@ BEGIN_RESPONSE_ID = 0
 
 def encode(frame: dict[str, Any]) -> str:
     """A text frame, always: a binary frame makes Retell hang up (1007)."""
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
+    return fastjson.dumps_str(frame)
 
 
 def config_frame() -> dict[str, Any]:
