@@ -5,16 +5,25 @@ model makes (end_call, transfer_call, press_digit) become Retell actions, announ
 tool-call records so they show in Retell's transcript. The HTTP stream is closed in a
 ``finally``: when a newer request cancels this answer, the upstream generation stops
 instead of running on unread.
+
+The request goes out through calls/llm/upstream.py, a lean HTTP/1.1 client, unless a
+proxy is configured for the endpoint (``HTTPS_PROXY`` and friends): then through the
+openai SDK, which knows proxies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
+import os
 import ssl
+import urllib.parse
+import urllib.request
 import uuid
 import weakref
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +31,7 @@ import httpx2
 from django.conf import settings
 from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient
 
+from calls.llm import upstream
 from calls.llm.profiles import Profile, api_key_for, render
 from calls.llm.responders.base import (
     AnswerContext,
@@ -34,6 +44,10 @@ from calls.llm.responders.base import (
     Transfer,
     is_digit,
 )
+from retellhub import fastjson
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's default
+END_OF_STREAM = b"[DONE]"
 
 ROLES = {"agent": "assistant", "user": "user"}
 REMINDER_NOTE = (
@@ -237,24 +251,82 @@ async def open_stream(client: AsyncOpenAI, body: dict[str, Any]) -> AsyncStream[
     )
 
 
+def completions_url(profile: Profile) -> str:
+    base_url = profile.base_url or settings.OPENAI_BASE_URL or DEFAULT_BASE_URL
+    return f"{base_url.rstrip('/')}/chat/completions"
+
+
+@functools.lru_cache(maxsize=64)
+def behind_proxy(url: str) -> bool:
+    """Whether the environment routes ``url`` through a proxy (read once per URL)."""
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    proxied = bool(proxies.get(parts.scheme) or proxies.get("all"))
+    return proxied and not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def request_headers(profile: Profile) -> dict[str, str]:
+    """What the openai SDK would send besides the body: the key, organization and project."""
+    headers = {"User-Agent": "retellhub"}
+    api_key = api_key_for(profile)
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    for name, variable in (
+        ("OpenAI-Organization", "OPENAI_ORG_ID"),
+        ("OpenAI-Project", "OPENAI_PROJECT_ID"),
+    ):
+        if os.environ.get(variable):
+            headers[name] = os.environ[variable]
+    return headers
+
+
+async def chat_chunks(profile: Profile, body: dict[str, Any]) -> AsyncGenerator[object, None]:
+    """The streamed ``chat.completion.chunk`` objects, as plain JSON values."""
+    url = completions_url(profile)
+    if behind_proxy(url):
+        async for chunk in sdk_chunks(profile, body):
+            yield chunk
+        return
+    events = upstream.post_events(
+        url,
+        headers=request_headers(profile),
+        body=fastjson.dumps(body),
+        tls=_tls_context() if url.startswith("https:") else None,
+        last_event=END_OF_STREAM,
+    )
+    async with aclosing(events):
+        async for data in events:
+            chunk = fastjson.loads(data)
+            if isinstance(chunk, dict) and chunk.get("error"):
+                # What the SDK raises as APIError: the endpoint failed mid-stream.
+                raise upstream.UpstreamError("the endpoint sent an error chunk")
+            yield chunk
+
+
+async def sdk_chunks(profile: Profile, body: dict[str, Any]) -> AsyncGenerator[object, None]:
+    stream = await open_stream(client_for(profile), body)
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:
+        await stream.close()
+
+
 class OpenAIResponder:
     async def answer(self, context: AnswerContext) -> AsyncGenerator[Piece, None]:
         profile = context.profile
         if context.reminder and profile.reminder_line:
             yield Speak(render(profile.reminder_line, context.variables))
             return
-        stream = await open_stream(client_for(profile), request_options(context))
         drafts: dict[int, ToolCallDraft] = {}
-        try:
-            async for chunk in stream:
+        # Also on cancellation: closing the stream closes its connection, which is how
+        # the endpoint learns to stop generating.
+        async with aclosing(chat_chunks(profile, request_options(context))) as chunks:
+            async for chunk in chunks:
                 delta = _delta(chunk)
                 if isinstance(delta.get("content"), str) and delta["content"]:
                     yield Speak(delta["content"])
                 _collect_tool_calls(drafts, delta.get("tool_calls"))
-        finally:
-            # Also on cancellation: closing the response closes its connection, which is
-            # how the endpoint learns to stop generating.
-            await stream.close()
         for index in sorted(drafts):
             for piece in tool_pieces(drafts[index], profile):
                 yield piece
