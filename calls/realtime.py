@@ -241,6 +241,10 @@ def _publish_call(call: Call) -> None:
     if _publishing_loop() is None:
         return  # nobody can be watching: skip building the call's state
     try:
+        if call.get_deferred_fields():
+            # Writers lock only the columns they merge; read the committed row in one query
+            # rather than a query per column the state shows.
+            call = Call.objects.get(pk=call.pk)
         publish(_broadcast_of(call))
     except Exception:
         # Never let the live view break a write that has already committed.

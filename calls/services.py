@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Any
 
 from django.db import transaction
-from django.db.models import F, QuerySet
+from django.db.models import F
 from django.utils import timezone
 
 from calls.merge import Observation, merge, observation_version
@@ -20,8 +20,6 @@ from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import call_broadcast_on_commit
 from notifications.services import outbox_enqueue_for_delivery
-
-Row = TypeVar("Row")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,52 +29,56 @@ class DeliveryOutcome:
     created: bool  # False when this was a re-delivery of an event already stored
 
 
-def _unique_row(queryset: QuerySet[Any, Row]) -> Row | None:
-    """The row of a lookup by a unique column, or None.
-
-    Without the ORDER BY that ``first()`` adds from ``Meta.ordering``: one row cannot need
-    sorting, and compiling that clause was a tenth of the webhook's ORM time.
-    """
-    return next(iter(queryset.order_by()[:1]), None)
-
-
-# The merge reads only field_versions and writes what changed, so the call's bulky columns
-# (the transcript twice over and the full call object, tens of KB of JSON to decode) are
-# not read when it is locked; code that does use one loads it on first access.
-CALL_BULKY_COLUMNS = (
-    "transcript",
-    "transcript_object",
-    "transcript_with_tool_calls",
-    "call_object",
-)
+# What the merge reads of a locked call; it writes only what changed. The rest (the
+# transcript twice over and the full call object are tens of KB of JSON to decode) is not
+# read; code that does use a column loads it on first access.
+CALL_MERGE_COLUMNS = ("call_id", "field_versions", "last_event_at")
 
 
 def call_lock_or_create(*, call_id: str) -> Call:
-    """The call's row, locked until the surrounding transaction ends; created if new.
+    """The call's row, locked until the surrounding transaction ends; created if new."""
+    return calls_lock_or_create(call_ids=[call_id])[call_id]
+
+
+def calls_lock_or_create(*, call_ids: Collection[str]) -> dict[str, Call]:
+    """The calls' rows by ``call_id``, locked until the transaction ends; created if new.
 
     The lock serialises concurrent deliveries for one call (Retell retries while the first
     attempt is still in flight), so the duplicate check and the merge below see each
-    other's work. INSERT ... ON CONFLICT DO NOTHING makes a racing creator wait for the
-    first one's commit instead of failing.
+    other's work. Rows are locked in ``call_id`` order, so two transactions never wait on
+    each other in a cycle. INSERT ... ON CONFLICT DO NOTHING makes a racing creator wait
+    for the first one's commit instead of failing.
     """
-    locked = Call.objects.select_for_update().defer(*CALL_BULKY_COLUMNS)
-    call = _unique_row(locked.filter(call_id=call_id))
-    if call is None:
-        Call.objects.bulk_create([Call(call_id=call_id)], ignore_conflicts=True)
-        call = locked.get(call_id=call_id)
-    return call
+    locked = Call.objects.select_for_update().only(*CALL_MERGE_COLUMNS).order_by("call_id")
+    calls = {call.call_id: call for call in locked.filter(call_id__in=call_ids)}
+    missing = sorted(set(call_ids) - calls.keys())
+    if missing:
+        Call.objects.bulk_create(
+            [Call(call_id=call_id) for call_id in missing], ignore_conflicts=True
+        )
+        calls.update((call.call_id, call) for call in locked.filter(call_id__in=missing))
+    return calls
 
 
-def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
-    """Merge ``observation`` into the locked ``call`` and save; returns the changed columns."""
+def call_merge(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
+    """Merge ``observation`` into the locked ``call`` in memory; returns the changed columns."""
     result = merge(call.field_versions, observation)
     for name, value in result.updates.items():
         setattr(call, name, value)
     call.field_versions = {**call.field_versions, **result.versions}
     if call.last_event_at is None or seen_at > call.last_event_at:
         call.last_event_at = seen_at
-    changed = list(result.updates)
+    return list(result.updates)
+
+
+def _save_merged(call: Call, changed: Iterable[str]) -> None:
     call.save(update_fields=[*changed, "field_versions", "last_event_at", "updated_at"])
+
+
+def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
+    """Merge ``observation`` into the locked ``call`` and save; returns the changed columns."""
+    changed = call_merge(call=call, observation=observation, seen_at=seen_at)
+    _save_merged(call, changed)
     return changed
 
 
@@ -90,7 +92,17 @@ def delivery_observation(*, event: str, call: dict[str, Any], body_sha256: str) 
     )
 
 
-@transaction.atomic
+@dataclass(frozen=True, slots=True)
+class IncomingDelivery:
+    """A verified delivery waiting to be stored."""
+
+    event: WebhookEvent
+    raw_body: bytes
+    source_ip: str | None
+    key_fingerprint: str
+    source: str = EventSource.WEBHOOK
+
+
 def call_event_record(
     *,
     event: WebhookEvent,
@@ -104,39 +116,95 @@ def call_event_record(
     An identical re-delivery (same bytes) adds no row: it bumps the stored event's
     ``delivery_count`` and leaves the call as it was.
     """
-    now = timezone.now()
-    body_sha256 = hashlib.sha256(raw_body).hexdigest()
-    call = call_lock_or_create(call_id=event.call_id)
-    # Only the key: the usual answer is "none", and a duplicate's row is read once updated.
-    stored_pk = _unique_row(
-        CallEvent.objects.filter(body_sha256=body_sha256).values_list("pk", flat=True)
-    )
-    if stored_pk is not None:
-        CallEvent.objects.filter(pk=stored_pk).update(
-            delivery_count=F("delivery_count") + 1, last_received_at=now
-        )
-        stored = CallEvent.objects.get(pk=stored_pk)
-        return DeliveryOutcome(call=call, event=stored, created=False)
-    row = CallEvent.objects.create(
-        call=call,
-        event=event.event,
-        source=source,
-        payload=event.call,
-        raw_body=raw_body.decode("utf-8"),
-        body_sha256=body_sha256,
-        payload_key=event.payload_key,
-        first_received_at=now,
-        last_received_at=now,
+    delivery = IncomingDelivery(
+        event=event,
+        raw_body=raw_body,
         source_ip=source_ip,
         key_fingerprint=key_fingerprint,
+        source=source,
     )
-    observation = delivery_observation(event=event.event, call=event.call, body_sha256=body_sha256)
-    call_observe(call=call, observation=observation, seen_at=now)
-    # Side effects are outbox rows in this same transaction: they commit with the event
+    return call_events_record(deliveries=[delivery])[0]
+
+
+@transaction.atomic
+def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
+    """Store verified deliveries and merge each into its call, all in one transaction.
+
+    Each delivery ends as ``call_event_record`` describes. Many at once is the webhook's
+    group commit (calls/ingest.py): one transaction, and one statement per step rather than
+    per delivery (lock the calls, look for duplicates, insert the events); each call is
+    then saved once with everything merged into it, in arrival order.
+    """
+    now = timezone.now()
+    calls = calls_lock_or_create(call_ids={d.event.call_id for d in deliveries})
+    digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
+    # Only the keys: the usual answer is "none", and a duplicate's row is read once updated.
+    stored = dict(
+        CallEvent.objects.filter(body_sha256__in=set(digests))
+        .order_by()
+        .values_list("body_sha256", "pk")
+    )
+    fresh: dict[str, CallEvent] = {}
+    for delivery, digest in zip(deliveries, digests, strict=True):
+        if digest not in stored and digest not in fresh:
+            call = calls[delivery.event.call_id]
+            fresh[digest] = _event_row(delivery, call=call, body_sha256=digest, now=now)
+    CallEvent.objects.bulk_create(fresh.values())
+    _merge_events(list(fresh.values()), now=now)
+    stored.update((digest, row.pk) for digest, row in fresh.items())
+    outcomes = []
+    for delivery, digest in zip(deliveries, digests, strict=True):
+        call = calls[delivery.event.call_id]
+        row = fresh.pop(digest, None)  # only the first delivery of these bytes made a row
+        if row is not None:
+            outcomes.append(DeliveryOutcome(call=call, event=row, created=True))
+        else:
+            redelivered = _count_redelivery(pk=stored[digest], now=now)
+            outcomes.append(DeliveryOutcome(call=call, event=redelivered, created=False))
+    return outcomes
+
+
+def _event_row(
+    delivery: IncomingDelivery, *, call: Call, body_sha256: str, now: datetime
+) -> CallEvent:
+    return CallEvent(
+        call=call,
+        event=delivery.event.event,
+        source=delivery.source,
+        payload=delivery.event.call,
+        raw_body=delivery.raw_body.decode("utf-8"),
+        body_sha256=body_sha256,
+        payload_key=delivery.event.payload_key,
+        first_received_at=now,
+        last_received_at=now,
+        source_ip=delivery.source_ip,
+        key_fingerprint=delivery.key_fingerprint,
+    )
+
+
+def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
+    """Merge new events into their (locked) calls in arrival order; save each call once."""
+    changed: dict[Call, set[str]] = {}
+    for row in rows:
+        observation = delivery_observation(
+            event=row.event, call=row.payload, body_sha256=row.body_sha256
+        )
+        columns = call_merge(call=row.call, observation=observation, seen_at=now)
+        changed.setdefault(row.call, set()).update(columns)
+    for call, names in changed.items():
+        _save_merged(call, names)
+        call_broadcast_on_commit(call=call)  # to the live monitor, once this commits
+    # Side effects are outbox rows in this same transaction: they commit with the events
     # or not at all, and the request itself never touches the network (design rule 5).
-    outbox_enqueue_for_delivery(call=call, event=row)
-    call_broadcast_on_commit(call=call)  # to the live monitor, once this commits
-    return DeliveryOutcome(call=call, event=row, created=True)
+    for row in rows:
+        outbox_enqueue_for_delivery(call=row.call, event=row)
+
+
+def _count_redelivery(*, pk: int, now: datetime) -> CallEvent:
+    CallEvent.objects.filter(pk=pk).update(
+        delivery_count=F("delivery_count") + 1, last_received_at=now
+    )
+    return CallEvent.objects.get(pk=pk)
 
 
 # --- The call socket's records (calls/llm/) ---------------------------------------------

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from calls import merge
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
-from calls.services import call_event_record
+from calls.services import IncomingDelivery, call_event_record, call_events_record
 from tests import retell
 
 LIFECYCLE = [
@@ -132,3 +132,59 @@ def test_merge_keeps_fields_a_newer_event_lacks():
     first = merge.merge({}, newer)
     second = merge.merge(first.versions, older)
     assert second.updates == {"from_number": "+1"}
+
+
+def state_after_batches(
+    bodies: list[bytes], order: list[int], cuts: list[int], call_ids: list[str]
+) -> dict[str, Any]:
+    """Deliver ``bodies`` in ``order``, grouped into batches at ``cuts`` (the webhook's
+    group commit), and read every call; then roll it all back."""
+    bounds = [0, *sorted(set(cut % (len(order) + 1) for cut in cuts)), len(order)]
+    with transaction.atomic():
+        for start, end in itertools.pairwise(bounds):
+            call_events_record(deliveries=[incoming(bodies[index]) for index in order[start:end]])
+        state = {
+            call_id: merged_state(call_id) if Call.objects.filter(call_id=call_id) else None
+            for call_id in call_ids
+        }
+        counts = sorted(CallEvent.objects.values_list("body_sha256", "delivery_count"))
+        transaction.set_rollback(True)
+    return state | {"delivery_counts": counts}
+
+
+def incoming(body: bytes) -> IncomingDelivery:
+    return IncomingDelivery(
+        event=parse_webhook(body), raw_body=body, source_ip="100.20.5.228", key_fingerprint="k"
+    )
+
+
+two_calls = st.lists(
+    st.integers(min_value=0, max_value=2 * len(LIFECYCLE) - 1), min_size=1, max_size=16
+)
+
+
+@pytest.mark.django_db
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(order=two_calls, cuts=st.lists(st.integers(min_value=0, max_value=16), max_size=5))
+def test_batches_of_any_shape_give_what_one_by_one_gives(order: list[int], cuts: list[int]):
+    call_ids = [CALL_ID, "call_second_one"]  # deliveries of two calls interleave
+    bodies = lifecycle_bodies(call_ids[0]) + lifecycle_bodies(call_ids[1])
+    one_by_one = state_after_batches(bodies, order, list(range(1, len(order))), call_ids)
+    batched = state_after_batches(bodies, order, cuts, call_ids)
+    assert batched == one_by_one
+
+
+@pytest.mark.django_db
+def test_a_batch_answers_each_delivery_in_its_order_and_counts_repeats():
+    bodies = lifecycle_bodies(CALL_ID)
+    batch = [bodies[3], bodies[0], bodies[3], bodies[4], bodies[3]]
+    outcomes = call_events_record(deliveries=[incoming(body) for body in batch])
+    assert [outcome.created for outcome in outcomes] == [True, True, False, True, False]
+    assert [o.event.raw_body.encode() for o in outcomes] == batch
+    assert outcomes[4].event.delivery_count == 3
+    assert CallEvent.objects.count() == 3
+    assert Call.objects.get().status == "ended"

@@ -190,7 +190,7 @@ def test_it_answers_500_and_keeps_nothing_when_the_merge_fails(signed_post, monk
     def broken(**kwargs: Any) -> list[str]:
         raise DatabaseError("disk I/O error")
 
-    monkeypatch.setattr(services, "call_observe", broken)
+    monkeypatch.setattr(services, "call_merge", broken)
     with caplog.at_level(logging.ERROR):
         response = signed_post(retell.fixture_bytes("call_ended"))
     assert (response.status_code, body_json(response)) == (
