@@ -17,11 +17,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from calls import webhook
 from calls.dbwork import run_db_sync
-from calls.payloads import PayloadError, parse_webhook
 from calls.services import call_event_record
-from calls.webhook import Rejected, verify_delivery
-from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +42,10 @@ def _message(status: int, message: str) -> JsonResponse:
     return JsonResponse({"message": message}, status=status)
 
 
-def _reply(status: int, message: str) -> Response:
-    return Response({"message": message}, status=status)
-
-
 def _webhook_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, exceptions.MethodNotAllowed):
-        return _reply(405, "Method Not Allowed")
+        reply = webhook.METHOD_NOT_ALLOWED
+        return Response(reply.document, status=reply.status)
     return None  # anything else is a bug in this view: Django's 500 handling applies
 
 
@@ -76,17 +71,16 @@ class WebhookView(APIView):
         return _webhook_exception_handler
 
     def post(self, request: Request) -> Response:
+        reply = self._answer(request._request)
+        return Response(reply.document, status=reply.status)
+
+    @staticmethod
+    def _answer(request: HttpRequest) -> webhook.Reply:
         try:
-            delivery = verify_delivery(request._request)
-        except Rejected as exc:
-            metrics.webhook_delivery(event=None, outcome=exc.reason)
-            return _reply(exc.status, exc.message)
-        try:
-            event = parse_webhook(delivery.body)
-        except PayloadError as exc:
-            metrics.webhook_delivery(event=None, outcome="bad_payload")
-            logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
-            return _reply(400, str(exc))
+            delivery = webhook.verify_delivery(request)
+            event = webhook.parse_delivery(delivery)
+        except webhook.Rejected as exc:
+            return webhook.rejected_reply(exc)
         try:
             outcome = run_db_sync(
                 call_event_record,
@@ -96,15 +90,8 @@ class WebhookView(APIView):
                 key_fingerprint=delivery.match.key_fingerprint,
             )
         except Exception:
-            # The transaction rolled back: nothing is half-written, and Retell's retry can
-            # succeed once the fault is gone.
-            logger.exception("webhook failed; answering 500 so Retell retries")
-            metrics.webhook_delivery(event=event.event, outcome="error")
-            return _reply(500, "Internal Server Error")
-        result = "stored" if outcome.created else "duplicate"
-        metrics.webhook_delivery(event=event.event, outcome=result)
-        logger.info("webhook %s %s for call %s", result, event.event, event.call_id)
-        return Response({"received": True})
+            return webhook.failed_reply(event)
+        return webhook.stored_reply(event, created=outcome.created)
 
 
 @require_GET
