@@ -1,4 +1,4 @@
-"""Database work for async views, on long-lived threads that keep their connections.
+"""Database work for requests, on long-lived threads that keep their connections.
 
 Under ASGI, Django runs each request's sync code on a fresh thread, so every request opens
 and closes its own database connection: for SQLite that set-up, and the WAL checkpoint
@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, TypeVar
 
 from django.conf import settings
@@ -54,13 +55,20 @@ def _return_pooled_connections() -> None:
             connection.close()
 
 
-def _run_job(fn: Callable[..., R], kwargs: dict[str, Any]) -> R:
+def run_db_job(fn: Callable[..., R], /, **kwargs: Any) -> R:
+    """Run ``fn(**kwargs)`` here, on a database thread, as one job: a connection left
+    broken is dropped and a pooled one goes back to its pool afterwards."""
     _drop_broken_connections()
     try:
         return fn(**kwargs)
     finally:
         _drop_broken_connections()
         _return_pooled_connections()
+
+
+def submit_db_job(fn: Callable[[], None]) -> None:
+    """Start ``fn()`` on a database thread without waiting for it (it must not raise)."""
+    _pool().submit(fn)
 
 
 def run_db_sync(fn: Callable[..., R], /, **kwargs: Any) -> R:
@@ -72,4 +80,4 @@ def run_db_sync(fn: Callable[..., R], /, **kwargs: Any) -> R:
     """
     if settings.DB_WORKER_THREADS == 0:
         return fn(**kwargs)
-    return _pool().submit(_run_job, fn, kwargs).result()
+    return _pool().submit(partial(run_db_job, fn, **kwargs)).result()

@@ -4,6 +4,7 @@ Any ASGI server can serve ``retellhub.asgi:application`` (daphne, uvicorn, hyper
 """
 
 import os
+from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retellhub.settings")
 
@@ -19,10 +20,20 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.urls import re_path  # noqa: E402
 
 from calls.routing import live_urlpatterns, websocket_urlpatterns  # noqa: E402
+from calls.webhook_asgi import fast_path_enabled, webhook_endpoint  # noqa: E402
+
+
+async def http_application(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/webhook`` on its lean endpoint (calls/webhook_asgi.py); everything else Django."""
+    if scope["path"] == scope.get("root_path", "") + "/webhook" and fast_path_enabled():
+        await webhook_endpoint(scope, receive, send)
+    else:
+        await django_asgi_app(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": http_application,
         "websocket": URLRouter(
             [
                 # The call socket: Retell sends no Origin and no cookie (calls/routing.py).

@@ -192,6 +192,9 @@ MEDIA_ROOT = BASE_DIR / "media"
 # --- Webhook ingestion -------------------------------------------------------------------
 # Bodies above this many bytes answer 413 without being read further.
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 5 * 1024 * 1024)
+# Under ASGI, answer POST /webhook on its lean endpoint (calls/webhook_asgi.py) rather than
+# through Django's middleware and DRF: same answers, a fraction of the CPU. Off: the DRF view.
+WEBHOOK_FAST_PATH = env_bool("WEBHOOK_FAST_PATH", True)
 # Source-address allowlist for /webhook (Retell publishes 100.20.5.228). Empty: off.
 WEBHOOK_ALLOWED_IPS = env_list("WEBHOOK_ALLOWED_IPS")
 # How many reverse proxies append to X-Forwarded-For in front of this server. 0: use the

@@ -50,7 +50,17 @@ SignedPost = Callable[..., Any]
 
 
 @pytest.fixture
-def signed_post(client: Client) -> SignedPost:
+def webhook_client(client: Client) -> Any:
+    """What posts to /webhook: Django's test client, so the DRF view answers.
+
+    Modules testing the webhook's contract override it to run each test against both
+    transports (tests/asgi.py).
+    """
+    return client
+
+
+@pytest.fixture
+def signed_post(webhook_client: Any) -> SignedPost:
     """POST a body to /webhook signed like Retell would (override key, time or header)."""
 
     def post(
@@ -66,7 +76,7 @@ def signed_post(client: Client) -> SignedPost:
             if header is not None
             else retell.signature(body, key=key, timestamp_ms=timestamp_ms)
         )
-        return client.post(
+        return webhook_client.post(
             "/webhook",
             data=body,
             content_type="application/json",

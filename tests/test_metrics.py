@@ -18,6 +18,7 @@ from notifications.models import Delivery, DeliveryKind, DeliveryState
 from retellhub import metrics
 from retellhub.asgi import application
 from tests import llm_socket, retell
+from tests.asgi import AsgiClient
 from tests.factories import CallEventFactory
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +26,12 @@ pytestmark = pytest.mark.django_db
 TOKEN = "metrics-token-0123456789abcdef"
 FIRST_FRAMES = "retellhub_llm_first_frame_seconds_count"
 SOCKET_WAIT = 10  # seconds a frame may take on a loaded machine; never asserted
+
+
+@pytest.fixture(params=["drf_view", "asgi_endpoint"])
+def webhook_client(request: pytest.FixtureRequest, client: Any) -> Any:
+    """The webhook's metrics are the same on both its transports."""
+    return client if request.param == "drf_view" else AsgiClient()
 
 
 def delivery_count(event: str, outcome: str) -> float:
@@ -163,7 +170,7 @@ def test_it_counts_storage_errors(signed_post, monkeypatch):
     def broken(**kwargs):
         raise DatabaseError("database is down")
 
-    monkeypatch.setattr("calls.views.call_event_record", broken)
+    monkeypatch.setattr("calls.services.call_merge", broken)
     before = delivery_count("call_ended", "error")
     assert signed_post(retell.fixture_bytes("call_ended")).status_code == 500
     assert delivery_count("call_ended", "error") == before + 1
@@ -185,6 +192,14 @@ def test_it_times_requests_by_view_name(client):
     name = "retellhub_http_request_duration_seconds_count"
     before = REGISTRY.get_sample_value(name, labels) or 0.0
     client.get("/ping")
+    assert REGISTRY.get_sample_value(name, labels) == before + 1
+
+
+def test_it_times_webhooks_under_the_same_name_on_both_transports(webhook_client):
+    labels = {"view": "webhook", "method": "GET", "status": "405"}
+    name = "retellhub_http_request_duration_seconds_count"
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    webhook_client.get("/webhook")
     assert REGISTRY.get_sample_value(name, labels) == before + 1
 
 

@@ -10,11 +10,18 @@ from django.db import DatabaseError
 from calls import services, signing
 from calls.models import Call, CallEvent
 from tests import retell
+from tests.asgi import AsgiClient
 
 pytestmark = pytest.mark.django_db
 
 OK = {"received": True}
 UNAUTHORIZED = {"message": "Unauthorized"}
+
+
+@pytest.fixture(params=["drf_view", "asgi_endpoint"])
+def webhook_client(request: pytest.FixtureRequest, client: Any) -> Any:
+    """Every test here runs against both transports of POST /webhook."""
+    return client if request.param == "drf_view" else AsgiClient()
 
 
 def body_json(response: Any) -> Any:
@@ -97,10 +104,10 @@ def test_it_keeps_out_of_order_deliveries_consistent(signed_post):
         ("v=abc,d=123", "malformed_header"),
     ],
 )
-def test_it_rejects_unsigned_or_malformed(client, header, reason, caplog):
+def test_it_rejects_unsigned_or_malformed(webhook_client, header, reason, caplog):
     headers = {} if header is None else {"X-Retell-Signature": header}
     with caplog.at_level(logging.WARNING, logger="calls"):
-        response = client.post(
+        response = webhook_client.post(
             "/webhook",
             data=retell.fixture_bytes("call_ended"),
             content_type="application/json",
@@ -175,8 +182,8 @@ def test_it_checks_the_real_length_when_content_length_lies(signed_post, setting
     assert_nothing_stored()
 
 
-def test_it_answers_405_to_get(client):
-    response = client.get("/webhook")
+def test_it_answers_405_to_get(webhook_client):
+    response = webhook_client.get("/webhook")
     assert response.status_code == 405
     assert body_json(response) == {"message": "Method Not Allowed"}
 

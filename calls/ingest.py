@@ -1,0 +1,117 @@
+"""The webhook's writer: deliveries from concurrent requests share one transaction.
+
+Each delivery still gets its own answer only after the transaction holding it commits
+(design rule 2). What changes is that a request does not wait for a database thread of
+its own: deliveries queue, and a database thread takes everything queued (up to
+``MAX_BATCH``) into one transaction (``services.call_events_record``). Under load the
+per-commit cost (BEGIN, COMMIT, SQLite's WAL append, a PostgreSQL round trip) is shared
+by the batch; with one request at a time a batch is one delivery, as before.
+
+If a batch fails, each of its deliveries is retried alone, so one delivery the database
+refuses cannot fail the others; its own request then answers 500.
+
+With ``DB_WORKER_THREADS = 0`` (the in-process tests) every delivery is written alone on
+the caller's sync thread, inside the test's transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+
+from calls.dbwork import run_db_job, submit_db_job
+from calls.services import DeliveryOutcome, IncomingDelivery, call_events_record
+
+logger = logging.getLogger(__name__)
+
+# Bounds one transaction's size (and how long its row locks are held).
+MAX_BATCH = 64
+
+
+@dataclass(slots=True)
+class _Pending:
+    delivery: IncomingDelivery
+    future: asyncio.Future[DeliveryOutcome]
+    loop: asyncio.AbstractEventLoop
+
+
+class DeliveryWriter:
+    """Queues deliveries and writes them in batches on the database threads."""
+
+    def __init__(self) -> None:
+        self._queue: deque[_Pending] = deque()
+        self._lock = threading.Lock()
+        self._draining = 0  # database threads currently taking batches from the queue
+
+    async def store(self, delivery: IncomingDelivery) -> DeliveryOutcome:
+        """Store ``delivery``; returns once its transaction has committed, or raises."""
+        if settings.DB_WORKER_THREADS == 0:
+            outcome: list[DeliveryOutcome] = await sync_to_async(
+                call_events_record, thread_sensitive=True
+            )(deliveries=[delivery])
+            return outcome[0]
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[DeliveryOutcome] = loop.create_future()
+        with self._lock:
+            self._queue.append(_Pending(delivery, future, loop))
+            start_drainer = self._draining < settings.DB_WORKER_THREADS
+            if start_drainer:
+                self._draining += 1
+        if start_drainer:
+            submit_db_job(self._drain)
+        return await future
+
+    def _next_batch(self) -> list[_Pending]:
+        with self._lock:
+            batch = [self._queue.popleft() for _ in range(min(len(self._queue), MAX_BATCH))]
+            if not batch:
+                self._draining -= 1  # under the lock: store() then starts a new drainer
+            return batch
+
+    def _drain(self) -> None:
+        """On a database thread: write batches until the queue is empty."""
+        while batch := self._next_batch():
+            _write(batch)
+
+
+def _write(batch: list[_Pending]) -> None:
+    try:
+        outcomes = run_db_job(call_events_record, deliveries=[p.delivery for p in batch])
+    except Exception as error:
+        if len(batch) == 1:
+            # The request logs it with its traceback and answers 500.
+            _hand_back(batch[0], _set_exception, error)
+            return
+        logger.warning("a batch of %d deliveries failed; writing each alone", len(batch))
+        for pending in batch:
+            _write([pending])
+        return
+    for pending, outcome in zip(batch, outcomes, strict=True):
+        _hand_back(pending, _set_result, outcome)
+
+
+def _hand_back(pending: _Pending, setter: Callable[..., None], value: object) -> None:
+    try:
+        pending.loop.call_soon_threadsafe(setter, pending.future, value)
+    except RuntimeError:  # the server's loop has closed: nobody is waiting any more
+        pass
+
+
+def _set_result(future: asyncio.Future[DeliveryOutcome], outcome: DeliveryOutcome) -> None:
+    if not future.done():  # the request may have been cancelled (client gone)
+        future.set_result(outcome)
+
+
+def _set_exception(future: asyncio.Future[DeliveryOutcome], error: BaseException) -> None:
+    if not future.done():
+        future.set_exception(error)
+
+
+writer = DeliveryWriter()
