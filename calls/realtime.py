@@ -244,7 +244,10 @@ def _publish_call(call: Call) -> None:
         if call.get_deferred_fields():
             # Writers lock only the columns they merge; read the committed row in one query
             # rather than a query per column the state shows.
-            call = Call.objects.get(pk=call.pk)
+            committed = Call.objects.filter(pk=call.pk).first()
+            if committed is None:
+                return  # deleted since (pruned): nothing left to show
+            call = committed
         publish(_broadcast_of(call))
     except Exception:
         # Never let the live view break a write that has already committed.

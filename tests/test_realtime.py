@@ -34,6 +34,19 @@ def published(monkeypatch: pytest.MonkeyPatch, listening: None) -> list[Broadcas
     return sent
 
 
+def test_a_call_deleted_before_its_broadcast_is_skipped_quietly(
+    signed_post, published, django_capture_on_commit_callbacks, caplog
+):
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        assert signed_post(webhook_body("call_started", "call_rt_pruned")).status_code == 200
+    Call.objects.filter(call_id="call_rt_pruned").delete()
+    with caplog.at_level(logging.WARNING, logger="calls.realtime"):
+        for callback in callbacks:
+            callback()
+    assert published == []
+    assert "not queued" not in caplog.text
+
+
 def test_with_nobody_to_tell_no_state_is_built(
     monkeypatch, signed_post, django_capture_on_commit_callbacks
 ):
