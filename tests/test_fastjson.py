@@ -107,3 +107,32 @@ def test_sql_null_and_json_scalars_read_back() -> None:
     assert call.latency == {"e2e": None}
     assert event.payload == "just a string"
     assert Call.objects.filter(metadata__isnull=True).count() == 1
+
+
+@pytest.mark.django_db
+def test_bulk_inserts_of_json_rows_do_not_use_unnest_arrays(postgres_only: None) -> None:
+    # UNNEST would send every column as one array that psycopg escapes element by element.
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    calls = Call.objects.bulk_create(
+        [Call(call_id=f"call_bulk_{n}", metadata={}) for n in range(3)]
+    )
+    now = datetime.now(UTC)
+    events = [
+        CallEvent(
+            call=call,
+            event="call_started",
+            payload={"n": 1},
+            raw_body="{}",
+            body_sha256=str(index) * 64,
+            first_received_at=now,
+            last_received_at=now,
+        )
+        for index, call in enumerate(calls)
+    ]
+    with CaptureQueriesContext(connection) as queries:
+        CallEvent.objects.bulk_create(events)
+    [insert] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
+    assert "UNNEST" not in insert
+    assert CallEvent.objects.count() == 3
