@@ -98,3 +98,11 @@ def test_request_threads_pool() -> None:
     assert threads.take() is first
     with pytest.raises(RuntimeError):
         second.submit(int)  # shut down, not kept
+
+
+def test_start_up_objects_are_kept_out_of_the_collectors_reach() -> None:
+    import gc
+
+    import retellhub.asgi  # noqa: F401  (imported by the server at start-up)
+
+    assert gc.get_freeze_count() > 10_000
