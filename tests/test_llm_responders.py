@@ -135,6 +135,12 @@ def test_odd_utterances_are_dropped_not_fatal():
     assert parse_frame(json.dumps(frame)).transcript == [{"role": "user", "content": "ok"}]  # type: ignore[union-attr]
 
 
+def test_utterances_keep_who_said_what_and_drop_the_word_timings():
+    said = {"role": "user", "content": "hi", "words": [{"word": "hi", "start": 0, "end": 0.2}]}
+    frame = {"interaction_type": "update_only", "transcript": [said]}
+    assert parse_frame(json.dumps(frame)).transcript == [{"role": "user", "content": "hi"}]  # type: ignore[union-attr]
+
+
 def test_a_response_request_needs_an_integer_id():
     with pytest.raises(FrameError, match="bad_response_id"):
         parse_frame('{"interaction_type": "response_required"}')

@@ -81,9 +81,12 @@ def _transcript(document: dict[str, Any], *, required: bool) -> list[Utterance]:
         return []
     if not isinstance(value, list):
         raise FrameError("bad_transcript")
-    # Keep well-formed utterances only; one odd entry must not cost the whole turn.
+    # Keep well-formed utterances only; one odd entry must not cost the whole turn. And
+    # keep who said what, nothing else: the per-word timings are most of every frame and
+    # nothing reads them. Dropped here, they do not stay in memory for the rest of the call,
+    # where every full garbage collection would walk them again.
     return [
-        item
+        {"role": item["role"], "content": item["content"]}
         for item in value
         if isinstance(item, dict)
         and isinstance(item.get("role"), str)
