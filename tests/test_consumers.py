@@ -371,6 +371,45 @@ async def test_the_live_transcript_is_written_throttled_and_at_the_end(
     assert call.status == "ongoing"
 
 
+async def test_transcript_writes_are_one_at_a_time_and_coalesce_to_the_latest(
+    socket: Retell, monkeypatch: Any
+):
+    first_started = threading.Event()
+    release = threading.Event()
+    second_written = threading.Event()
+    written: list[str] = []
+    in_flight: list[int] = [0, 0]  # now, most ever
+
+    def save(*, call_id: str, transcript: Any) -> None:
+        in_flight[0] += 1
+        in_flight[1] = max(in_flight)
+        first_started.set()
+        release.wait(WAIT)
+        written.append(transcript[-1]["content"])
+        in_flight[0] -= 1
+        if len(written) == 2:
+            second_written.set()
+
+    monkeypatch.setattr(records, "save_transcript", save)
+    await socket.opening()
+    await socket.send(retell.update("line 0"))
+    assert await asyncio.to_thread(first_started.wait, WAIT)
+    for n in range(1, 5):
+        await socket.send(retell.update(f"line {n}"))
+    await socket.send(retell.ping())
+    await socket.recv()  # every update above has been handled
+    release.set()
+    assert await asyncio.to_thread(second_written.wait, WAIT)
+    await socket.disconnect()
+    assert written[0] == "line 0"
+    assert written[-1] == "line 4", "the latest transcript is written"
+    assert len(written) == 2, "the updates that arrived during the first write made one more"
+    assert in_flight[1] == 1
+    call = await call_row()
+    assert call is not None
+    assert last_said(call) == "line 4"
+
+
 # --- cancellation --------------------------------------------------------------------------
 
 

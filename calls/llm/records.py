@@ -63,6 +63,11 @@ def save_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
         call_broadcast_on_commit(call=call)
 
 
+def save_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
+    # The columns are built here, in the worker thread, not on the event loop.
+    save_observation(call_id=call_id, fields=socket_fields(call=None, transcript=transcript))
+
+
 def save_session(*, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
     event = call_socket_session_record(
         call_id=call_id, summary=summary, fields=fields, seen_at=timezone.now()
@@ -84,6 +89,10 @@ def _in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
 
 async def asave_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
     await _in_thread(save_observation)(call_id=call_id, fields=fields)
+
+
+async def asave_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
+    await _in_thread(save_transcript)(call_id=call_id, transcript=transcript)
 
 
 async def asave_session(

@@ -416,11 +416,18 @@ class CallSession:
             self._persist = self._spawn(self._persist_transcript(), "transcript")
 
     async def _persist_transcript(self) -> None:
-        # Throttled: whatever arrives during the interval is written once, the latest.
+        # Throttled and coalesced: one write at a time per call, at most one per interval,
+        # and whatever arrived meanwhile is written once, the latest. The list is never
+        # mutated (a new transcript replaces it), so the worker thread may read it.
         while self._transcript_dirty:
             await asyncio.sleep(self.options.transcript_save_interval)
             self._transcript_dirty = False
-            await self._write(records.socket_fields(call=None, transcript=self.transcript))
+            try:
+                await records.asave_transcript(call_id=self.call_id, transcript=self.transcript)
+            except Exception:
+                logger.exception(
+                    "llm socket could not save the transcript", extra={"call_id": self.call_id}
+                )
 
     async def _write(self, fields: dict[str, Any]) -> None:
         try:
