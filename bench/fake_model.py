@@ -150,6 +150,9 @@ class _Connection:
         # The client sends nothing while it reads a stream, so a read that returns means
         # it hung up (EOF) — the signal a cancelled answer must produce.
         self.watcher = asyncio.ensure_future(self.reader.read(65536))
+        # A reset is how a cancelled answer often looks; _hung_up reads it, or nobody
+        # does (the stream ended first): either way not worth a "never retrieved" report.
+        self.watcher.add_done_callback(_retrieve)
 
     async def stop_watching(self) -> bool:
         """Stop the watcher; True when the client had closed the connection."""
@@ -192,6 +195,11 @@ class _Connection:
             f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         await self.write(head.encode() + body)
+
+
+def _retrieve(task: asyncio.Future[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 def _hung_up(watcher: asyncio.Task[bytes]) -> bool:

@@ -88,6 +88,10 @@ class Tally:
     in_flight: int = 0
     interruptions: int = 0
     errors: Counter[str] = field(default_factory=Counter)
+    # How late the load client's own loop woke up: its stalls inflate every figure above.
+    client_lag_ns: list[int] = field(default_factory=list)
+    # (seconds since start, what, milliseconds) for --samples.
+    samples: list[tuple[float, str, float]] = field(default_factory=list)
 
 
 class SimulatedCall:
@@ -127,6 +131,7 @@ class SimulatedCall:
         sent = self.pings.pop(stamp, None)
         if sent is not None:
             self.tally.ping_ns.append(now - sent)
+            self.tally.samples.append((now / 1e9, "ping", _ms(now - sent)))
         for old_id in self.markers.pop(stamp, ()):
             self.superseded[old_id] = True
 
@@ -218,6 +223,9 @@ class SimulatedCall:
             return
         first = turn.first_ns - turn.sent_ns
         self.tally.first_frame_ns.append(first)
+        every = self.args.interrupt_every
+        kind = "first_after_interrupt" if every and turn.index % every == 0 else "first"
+        self.tally.samples.append((turn.first_ns / 1e9, kind, _ms(first)))
         self.tally.complete_ns.append(turn.done_ns - turn.sent_ns)
         self.tally.by_turn.setdefault(turn.index, []).append(first)
 
@@ -265,14 +273,26 @@ async def run_call(url: str, call_number: int, tally: Tally, args: argparse.Name
         tally.errors[type(exc).__name__] += 1
 
 
+async def watch_client_lag(tally: Tally, interval: float = 0.01) -> None:
+    while True:
+        before = time.perf_counter_ns()
+        await asyncio.sleep(interval)
+        lag = time.perf_counter_ns() - before - int(interval * 1e9)
+        tally.client_lag_ns.append(max(lag, 0))
+        if lag > 20e6:
+            tally.samples.append((time.perf_counter_ns() / 1e9, "client_lag", _ms(lag)))
+
+
 async def run(url: str, args: argparse.Namespace) -> tuple[Tally, float]:
     tally = Tally()
     started = time.perf_counter()
+    watcher = asyncio.create_task(watch_client_lag(tally))
     calls = []
     for number in range(args.calls):
         calls.append(asyncio.create_task(run_call(url, number, tally, args)))
         await asyncio.sleep(args.ramp_ms / 1000)  # Retell's calls do not all start at once
     await asyncio.gather(*calls)
+    watcher.cancel()
     return tally, time.perf_counter() - started
 
 
@@ -374,6 +394,7 @@ def report(tally: Tally, elapsed: float, stats: dict[str, int], args: argparse.N
     print(latency_line("request -> content_complete", tally.complete_ns))
     print(latency_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
     print(latency_line("ping_pong round trip", tally.ping_ns))
+    print(latency_line("load client's own loop lag", tally.client_lag_ns))
     last = args.turns
     windows = {
         f"turn 2 vs turn {last}": ((2,), (last,)),
@@ -418,10 +439,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--interrupt-every", type=int, default=4, help="interrupt every N-th turn (0: never)")
     add("--ramp-ms", type=float, default=10.0, help="delay between call starts")
     add("--run-id", default=uuid.uuid4().hex[:8])
+    add("--samples", help="write every latency sample as a JSON line to this file")
     args = parser.parse_args(argv)
     if bool(args.url) != bool(args.model_url):
         parser.error("--url and --model-url go together")
     return args
+
+
+def write_samples(tally: Tally, path: str) -> None:
+    with open(path, "w") as out:
+        for at, kind, ms in sorted(tally.samples):
+            out.write(json.dumps({"t": round(at, 4), "kind": kind, "ms": round(ms, 3)}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,10 +457,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.url:
         tally, elapsed = asyncio.run(run(args.url, args))
         report(tally, elapsed, settled_model_stats(args.model_url), args)
-        return
-    with spawned_servers(args) as (url, model_url):
-        tally, elapsed = asyncio.run(run(url, args))
-        report(tally, elapsed, settled_model_stats(model_url), args)
+    else:
+        with spawned_servers(args) as (url, model_url):
+            tally, elapsed = asyncio.run(run(url, args))
+            report(tally, elapsed, settled_model_stats(model_url), args)
+    if args.samples:
+        write_samples(tally, args.samples)
 
 
 if __name__ == "__main__":
