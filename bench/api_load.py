@@ -8,8 +8,8 @@ Usage (PostgreSQL is what the figures are meant for; SQLite works too)::
 
 It migrates the configured database, seeds ``--calls`` calls (each with one small event)
 unless that many ``bench_`` calls are already there, creates a staff user with an API
-token, starts daphne on a free loopback port against the same database, and then, one
-request at a time over a keep-alive connection:
+token, starts the production server (manage.py serve) on a free loopback port against the
+same database, and then, one request at a time over a keep-alive connection:
 
 - ``list``: first pages of ``/api/calls/`` (50 rows), plain, filtered, searched, sorted;
 - ``pages``: 20 consecutive cursor pages;
@@ -52,7 +52,7 @@ from django.db import connection  # noqa: E402
 from accounts.services import api_token_create  # noqa: E402
 from bench._common import HttpConnection, summarize_ms  # noqa: E402
 from calls.models import Call, CallEvent  # noqa: E402
-from tests.servers import daphne_server, database_url  # noqa: E402
+from tests.servers import asgi_server_process, database_url  # noqa: E402
 
 PREFIX = "bench_"
 BATCH = 5000
@@ -230,8 +230,8 @@ def main() -> int:
     call_command("migrate", verbosity=0)
     seed(args.calls)
     token = bench_token()
-    log = Path(tempfile.mkdtemp()) / "daphne.log"
-    with daphne_server(server_env(), log) as server:
+    log = Path(tempfile.mkdtemp()) / "server.log"
+    with asgi_server_process(server_env(), log, kind="uvicorn") as server:  # manage.py serve
         results = asyncio.run(measure(server.url, server.process.pid, token, args.rounds))
     results["database"] = connection.vendor
     results["calls"] = Call.objects.filter(call_id__startswith=PREFIX).count()

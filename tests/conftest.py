@@ -11,7 +11,7 @@ from django.db import connections
 from django.test import Client
 
 from tests import retell
-from tests.servers import RunningServer, daphne_server, database_url
+from tests.servers import SERVER_KINDS, RunningServer, asgi_server_process, database_url
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -87,19 +87,23 @@ def signed_post(webhook_client: Any) -> SignedPost:
     return post
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", params=SERVER_KINDS)
 def asgi_server(
-    django_db_setup: None, django_db_blocker: Any, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    django_db_setup: None,
+    django_db_blocker: Any,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningServer]:
-    """The real ASGI app under daphne on a loopback port, sharing the test database.
+    """The real ASGI app on a loopback port, sharing the test database; every test using
+    it runs under daphne and under ``manage.py serve`` (uvicorn).
 
     Tests using it need ``transactional_db`` so their rows are committed and visible to
     the server process (and theirs to the test).
     """
     with django_db_blocker.unblock():
         url = database_url(connections["default"].settings_dict)
-    log_path = tmp_path_factory.mktemp("daphne") / "server.log"
-    with daphne_server(_server_env(url), log_path) as server:
+    log_path = tmp_path_factory.mktemp(request.param) / "server.log"
+    with asgi_server_process(_server_env(url), log_path, kind=request.param) as server:
         yield server
 
 
@@ -114,7 +118,7 @@ def _server_env(database: str) -> dict[str, str]:
     }
 
 
-StartServer = Callable[[Mapping[str, str]], RunningServer]
+StartServer = Callable[..., RunningServer]
 
 
 @pytest.fixture(scope="session")
@@ -130,9 +134,10 @@ def asgi_server_factory(
         url = database_url(connections["default"].settings_dict)
     with ExitStack() as servers:
 
-        def start(extra_env: Mapping[str, str]) -> RunningServer:
-            log_path = tmp_path_factory.mktemp("daphne") / "server.log"
-            return servers.enter_context(daphne_server({**_server_env(url), **extra_env}, log_path))
+        def start(extra_env: Mapping[str, str], *, kind: str = "daphne") -> RunningServer:
+            log_path = tmp_path_factory.mktemp(kind) / "server.log"
+            env = {**_server_env(url), **extra_env}
+            return servers.enter_context(asgi_server_process(env, log_path, kind=kind))
 
         yield start
 

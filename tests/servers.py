@@ -1,4 +1,5 @@
-"""Real servers on loopback for tests: the project's ASGI app under daphne."""
+"""Real servers on loopback for tests: the project's ASGI app under daphne (the issue's
+server, and ``runserver``'s) or under ``manage.py serve`` (uvicorn, for production)."""
 
 from __future__ import annotations
 
@@ -54,37 +55,43 @@ class RunningServer:
         return self.log_path.read_text(errors="replace")
 
 
+# How each server is started: the project's ASGI application on a loopback port.
+SERVER_KINDS = ("daphne", "uvicorn")
+
+
+def _server_command(kind: str, port: int) -> list[str]:
+    if kind == "daphne":
+        app = "retellhub.asgi:application"
+        return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+    if kind == "uvicorn":
+        return [sys.executable, "manage.py", "serve", "--port", str(port)]
+    raise ValueError(f"unknown server kind {kind!r}")
+
+
 def _wait_ready(server: RunningServer, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
-            raise RuntimeError(f"daphne exited early:\n{server.log()}")
+            raise RuntimeError(f"the server exited early:\n{server.log()}")
         try:
             with urllib.request.urlopen(f"{server.url}/ping", timeout=1) as response:  # noqa: S310
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"daphne did not answer /ping in {timeout}s:\n{server.log()}")
+    raise RuntimeError(f"the server did not answer /ping in {timeout}s:\n{server.log()}")
 
 
 @contextmanager
-def daphne_server(env: Mapping[str, str], log_path: Path) -> Iterator[RunningServer]:
-    """Start ``daphne retellhub.asgi:application`` on a free loopback port."""
+def asgi_server_process(
+    env: Mapping[str, str], log_path: Path, *, kind: str = "daphne"
+) -> Iterator[RunningServer]:
+    """Start the ASGI application under ``kind`` on a free loopback port."""
     port = free_port()
     full_env = {**os.environ, **env}
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                "retellhub.asgi:application",
-            ],
+        process = subprocess.Popen(  # noqa: S603 - our own interpreter and entry points
+            _server_command(kind, port),
             cwd=ROOT,
             env=full_env,
             stdout=log,

@@ -9,6 +9,7 @@ import pytest
 from calls.models import Call, CallEvent
 from tests import retell
 from tests.http import post_webhook, request
+from tests.servers import SERVER_KINDS
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -79,3 +80,25 @@ def test_concurrent_distinct_deliveries_never_fail(asgi_server):
     assert statuses == [200] * len(bodies)
     assert CallEvent.objects.count() == len(bodies)
     assert Call.objects.filter(status="ended", user_sentiment="Positive").count() == 20
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_the_server_does_not_rewrite_the_client_address_from_forwarded_for(
+    asgi_server_factory, kind
+):
+    """Only TRUSTED_PROXY_COUNT decides whom X-Forwarded-For is believed from (here: nobody),
+    whatever the server: a loopback caller cannot pose as Retell's address."""
+    server = asgi_server_factory({"WEBHOOK_ALLOWED_IPS": "100.20.5.228"}, kind=kind)
+    body = retell.fixture_bytes("call_started")
+    reply = request(
+        f"{server.url}/webhook",
+        "POST",
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-Retell-Signature": retell.signature(body),
+            "X-Forwarded-For": "100.20.5.228",
+        },
+    )
+    assert (reply.status, reply.json()) == (403, {"message": "Forbidden"})
+    assert CallEvent.objects.count() == 0
