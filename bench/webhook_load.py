@@ -6,8 +6,11 @@ Usage (against a server that is already running)::
         --concurrency 16 --requests 3000
     python bench/webhook_load.py --url http://127.0.0.1:8000 --duration 30 --json
     python bench/webhook_load.py --url http://127.0.0.1:8001 --url http://127.0.0.1:8002
+    python bench/webhook_load.py --serve uvicorn --concurrency 16   # starts its own server
 
 Repeating ``--url`` spreads the connections round-robin over several servers.
+``--serve daphne|uvicorn`` starts the project's own server instead (bench/spawn.py: a fresh
+SQLite database unless ``$DATABASE_URL`` is set) and adds its CPU per request to the report.
 
 ``--api-key`` defaults to ``$RETELL_API_KEY``. Each simulated call yields three
 deliveries to ``POST <url>/webhook`` (``--path``) in order: ``call_started``,
@@ -58,6 +61,7 @@ from bench.calldata import (
     transcript_text,
     utterance,
 )
+from bench.spawn import SERVER_KINDS, SpawnedServer, spawned_server
 
 HARD_CAP_SECONDS = 600.0
 MAX_TEMPLATES = 1000  # distinct call bodies kept in memory (~36 MB); reused beyond that
@@ -395,7 +399,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--run-id", type=_run_id, help="call id namespace (default: random)")
     add("--json", action="store_true", help="print the report as one JSON object")
     add("--allow-remote", action="store_true", help="allow a target other than loopback")
+    add("--serve", choices=SERVER_KINDS, help="start this server (with key_bench) and target it")
     args = parser.parse_args(argv)
+    if args.serve:
+        args.api_key = "key_bench"
     if not args.api_key:
         parser.error("--api-key is required (or set RETELL_API_KEY)")
     if args.requests is None:
@@ -494,8 +501,23 @@ def _format_text(report: Json) -> str:
             f"errors        connection {report['connection_errors']}, timeout {report['timeouts']}",
             f"reconnects    {report['reconnects']}",
             f"body size     {report['mean_body_kb']:.2f} KB mean",
+            *_server_lines(report),
         )
     )
+
+
+def _server_lines(report: Json) -> list[str]:
+    if "server" not in report:
+        return []
+    cpu = report["server_cpu_ms_per_response"]
+    return [f"server        {report['server']}, CPU {_ms(cpu)} ms per response"]
+
+
+def _cpu_per_response(server: SpawnedServer, before: float | None, tally: Tally) -> float | None:
+    after = server.cpu_seconds()
+    if before is None or after is None or not tally.latencies_ns:
+        return None
+    return round((after - before) * 1000 / len(tally.latencies_ns), 3)
 
 
 def _ms(value: float | None) -> str:
@@ -528,7 +550,7 @@ def _round_robin(targets: list[Target], count: int) -> list[Target]:
     return [targets[index % len(targets)] for index in range(count)]
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, server: SpawnedServer | None = None) -> int:
     targets: list[Target] = args.targets
     for target in targets:
         probe = HttpConnection(target.host, target.port, timeout=min(args.timeout, 10.0))
@@ -549,6 +571,7 @@ async def _main(args: argparse.Namespace) -> int:
     try:
         await _run_phase(workers, args.warmup, hard_deadline)
         dials_before = sum(conn.connects for conn in conns)
+        cpu_before = server.cpu_seconds() if server else None
         began = time.perf_counter()
         duration_deadline = None if args.duration is None else began + args.duration
         deadline = min(hard_deadline, duration_deadline or hard_deadline)
@@ -559,6 +582,9 @@ async def _main(args: argparse.Namespace) -> int:
         for conn in conns:
             conn.close()
     report = _report(args, tally, elapsed, _stop_reason(budget, duration_deadline), run_id)
+    if server is not None:
+        report["server"] = server.kind
+        report["server_cpu_ms_per_response"] = _cpu_per_response(server, cpu_before, tally)
     print(json.dumps(report) if args.json else _format_text(report))
     return 0
 
@@ -566,7 +592,11 @@ async def _main(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     try:
-        return asyncio.run(_main(args))
+        if not args.serve:
+            return asyncio.run(_main(args))
+        with spawned_server(args.serve) as server:
+            args.targets = [parse_target(server.url)]
+            return asyncio.run(_main(args, server=server))
     except KeyboardInterrupt:
         return 130
 
