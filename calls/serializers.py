@@ -7,7 +7,7 @@ from typing import Any
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from calls.models import Call, CallEvent
+from calls.models import Call, CallEvent, CallStatus, Direction, Sentiment
 from calls.selectors import LIST_COLUMNS, transcript_turns
 
 
@@ -18,9 +18,21 @@ def cents_field() -> serializers.DecimalField:
     )
 
 
+def blank_or_choice(choices: list[tuple[str, str]]) -> serializers.ChoiceField:
+    """A read-only choice that may be "" (not known yet).
+
+    DRF drops ``allow_blank`` from read-only model fields, so the schema would otherwise
+    promise one of the choices where a call without, say, analysis answers "".
+    """
+    return serializers.ChoiceField(choices=choices, allow_blank=True, read_only=True)
+
+
 class CallListSerializer(serializers.ModelSerializer[Call]):
     combined_cost = cents_field()
     event_count = serializers.IntegerField(read_only=True)
+    direction = blank_or_choice(Direction.choices)
+    status = blank_or_choice(CallStatus.choices)
+    user_sentiment = blank_or_choice(Sentiment.choices)
 
     class Meta:
         model = Call
@@ -80,6 +92,9 @@ class AnalysisSerializer(serializers.Serializer[Call]):
 
 class CallDetailSerializer(serializers.ModelSerializer[Call]):
     combined_cost = cents_field()
+    direction = blank_or_choice(Direction.choices)
+    status = blank_or_choice(CallStatus.choices)
+    user_sentiment = blank_or_choice(Sentiment.choices)
     analysis = serializers.SerializerMethodField()
     events = NestedEventSerializer(many=True, read_only=True)
 

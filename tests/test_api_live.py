@@ -1,4 +1,4 @@
-"""The API on the real ASGI server (daphne): a bounded schemathesis run and the CSV stream."""
+"""The API on the real ASGI servers: a bounded schemathesis run and the CSV stream."""
 
 from __future__ import annotations
 
@@ -24,6 +24,9 @@ SEED = 20260105
 def token() -> str:
     for call in CallFactory.create_batch(3):
         CallEventFactory.create(call=call)
+    # Known from the call socket only, before any webhook: no direction, status or analysis.
+    unknown = CallFactory.create(direction="", status="", user_sentiment="", call_summary="")
+    CallEventFactory.create(call=unknown)
     _, plain = api_token_create(user=StaffFactory.create())
     return plain
 
