@@ -108,3 +108,20 @@ def asgi_server_process(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+
+def wait_until_sockets_closed(server: RunningServer, timeout: float = 10.0) -> None:
+    """Wait until ``server`` has finished with every call socket, its last writes included.
+
+    A socket's session is written after the client has gone; a test that ends first would
+    have its database flushed while that write runs (on PostgreSQL the two can deadlock).
+    The server's own gauge (``/metrics``, open to loopback callers) drops only after it.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{server.url}/metrics", timeout=2) as response:  # noqa: S310
+            for line in response.read().decode().splitlines():
+                if line.startswith("retellhub_llm_sockets_open ") and float(line.split()[1]) == 0:
+                    return
+        time.sleep(0.05)
+    raise RuntimeError(f"call sockets still open after {timeout}s:\n{server.log()[-3000:]}")

@@ -1,4 +1,4 @@
-"""simulate_call against our own server: real daphne on a loopback port, every scenario."""
+"""simulate_call against our own server: a real server on a loopback port, every scenario."""
 
 from __future__ import annotations
 
@@ -15,11 +15,20 @@ from simulator.scenario import bundled_scenarios
 from tests import retell
 from tests.conftest import StartServer
 from tests.llm_socket import profile_file
-from tests.servers import RunningServer, free_port
+from tests.servers import RunningServer, free_port, wait_until_sockets_closed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRANSFER_TO = "+14155550100"
+
+
+@pytest.fixture(autouse=True)
+def _server_done_before_the_flush(request: pytest.FixtureRequest) -> Any:
+    yield
+    # The shared server is still writing the last socket session when the simulator
+    # returns; the test's database flush must not race it.
+    if "asgi_server" in request.fixturenames:
+        wait_until_sockets_closed(request.getfixturevalue("asgi_server"))
 
 
 def simulate(server: RunningServer, tmp_path: Path, *args: str) -> tuple[str, dict[str, Any]]:
@@ -90,6 +99,7 @@ def test_the_transfer_scenario_transfers_with_a_profile_that_transfers(
     assert result["violations"] == []
     call = Call.objects.get(call_id=result["call_id"])
     assert call.disconnection_reason == "call_transfer"
+    wait_until_sockets_closed(server)
 
 
 def test_turns_from_flags(asgi_server: RunningServer, tmp_path: Path):
