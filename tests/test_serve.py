@@ -10,4 +10,5 @@ def test_the_project_keeps_logging_proxies_and_lifespan_its_own_way() -> None:
     assert options["proxy_headers"] is False  # TRUSTED_PROXY_COUNT alone reads X-Forwarded-For
     assert options["log_config"] is None  # Django's LOGGING formats every line
     assert options["lifespan"] == "off"
+    assert options["ws"] == "wsproto"  # see the option's comment
     assert (options["host"], options["port"], options["workers"]) == ("0.0.0.0", 8000, 2)  # noqa: S104
