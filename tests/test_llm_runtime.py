@@ -1,4 +1,4 @@
-"""calls/llm/runtime.py: the process-wide collector settings the call socket applies."""
+"""calls/llm/runtime.py: the collector setting the call socket applies once per process."""
 
 from __future__ import annotations
 
@@ -14,21 +14,16 @@ from calls.llm import runtime
 def fresh_runtime(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     threshold = gc.get_threshold()
     monkeypatch.setattr(runtime, "_applied", False)
+    gc.set_threshold(700, threshold[1], threshold[2])
     yield
     gc.set_threshold(*threshold)
 
 
 @pytest.mark.usefixtures("fresh_runtime")
-def test_it_freezes_what_exists_and_raises_the_young_threshold_once(monkeypatch):
-    collections: list[int] = []
-
-    def collect(*_: int) -> int:
-        collections.append(1)
-        return 0
-
-    monkeypatch.setattr(runtime.gc, "collect", collect)
+def test_it_raises_the_young_threshold_once_and_keeps_the_others():
+    _, gen1, gen2 = gc.get_threshold()
     runtime.tune_once()
-    assert gc.get_freeze_count() > 0
-    assert gc.get_threshold()[0] == runtime.GEN0_THRESHOLD
+    assert gc.get_threshold() == (runtime.GEN0_THRESHOLD, gen1, gen2)
+    gc.set_threshold(700, gen1, gen2)
     runtime.tune_once()
-    assert collections == [1], "applied once per process"
+    assert gc.get_threshold()[0] == 700, "applied once per process"
