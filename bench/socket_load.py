@@ -97,6 +97,7 @@ class Tally:
     errors: Counter[str] = field(default_factory=Counter)
     # How late the load client's own loop woke up: its stalls inflate every figure above.
     client_lag_ns: list[int] = field(default_factory=list)
+    send_ns: list[int] = field(default_factory=list)
     # (seconds since start, what, milliseconds) for --samples.
     samples: list[tuple[float, str, float]] = field(default_factory=list)
 
@@ -186,6 +187,11 @@ class SimulatedCall:
             "transcript": transcript,
         }
         await self.ws.send(_text(body))
+        # Time the send itself took: it waits when the server is slow to read the socket
+        # (part of the request latency, as for Retell).
+        sent = time.perf_counter_ns()
+        self.tally.send_ns.append(sent - turn.sent_ns)
+        self.tally.samples.append((sent / 1e9, f"send_turn{index}", _ms(sent - turn.sent_ns)))
         return turn
 
     def supersede(self, turn: Turn) -> None:
@@ -454,6 +460,7 @@ def report(tally: Tally, elapsed: float, stats: dict[str, int], args: argparse.N
     print(latency_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
     print(latency_line("ping_pong round trip", tally.ping_ns))
     print(latency_line("load client's own loop lag", tally.client_lag_ns))
+    print(latency_line("sending a request (in the above)", tally.send_ns))
     last = args.turns
     windows = {
         f"turn 2 vs turn {last}": ((2,), (last,)),
