@@ -196,3 +196,16 @@ def test_requests_carry_the_key_only_when_there_is_one(settings, monkeypatch):
     headers = openai_chat.request_headers(Profile())
     assert headers["Authorization"] == "Bearer sk-test"
     assert headers["OpenAI-Organization"] == "org-1"
+
+
+@pytest.mark.usefixtures("no_proxy_cache")
+def test_preparing_builds_no_sdk_client_unless_a_proxy_needs_one(settings, monkeypatch):
+    settings.OPENAI_BASE_URL = "http://127.0.0.1:9/v1"
+    built: list[Profile] = []
+    monkeypatch.setattr(openai_chat, "client_for", built.append)
+    openai_chat.prepare(Profile(responder="openai"))
+    assert built == []
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    openai_chat.behind_proxy.cache_clear()
+    openai_chat.prepare(Profile(responder="openai"))
+    assert len(built) == 1

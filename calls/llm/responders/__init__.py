@@ -20,7 +20,7 @@ from calls.llm.responders.base import (
     ToolStarted,
     Transfer,
 )
-from calls.llm.responders.openai_chat import OpenAIResponder, client_for
+from calls.llm.responders.openai_chat import OpenAIResponder, prepare
 from calls.llm.responders.scripted import ScriptedResponder
 
 __all__ = [
@@ -47,7 +47,6 @@ def responder_for(profile: Profile) -> Responder:
 
 
 def prepare_responder(profile: Profile) -> None:
-    """Build what the first answer would otherwise build (the per-process HTTP client, with
-    its TLS context), while the call is still being greeted."""
+    """Build what the first answer would otherwise build, while the call is being greeted."""
     if profile.responder == "openai":
-        client_for(profile)
+        prepare(profile)

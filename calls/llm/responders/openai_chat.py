@@ -265,6 +265,17 @@ def behind_proxy(url: str) -> bool:
     return proxied and not urllib.request.proxy_bypass(parts.hostname or "")
 
 
+def prepare(profile: Profile) -> None:
+    """Build what the first answer would otherwise build, while the call is being greeted:
+    the TLS context (loading the CA bundle, ~20 ms once), or the SDK client when a proxy
+    sends requests through the SDK."""
+    url = completions_url(profile)
+    if behind_proxy(url):
+        client_for(profile)
+    elif url.startswith("https:"):
+        _tls_context()
+
+
 def request_headers(profile: Profile) -> dict[str, str]:
     """What the openai SDK would send besides the body: the key, organization and project."""
     headers = {"User-Agent": "retellhub"}
