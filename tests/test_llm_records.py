@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +12,15 @@ from django.db import transaction
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls.llm.records import prior_utterances, save_observation, save_session, socket_fields
+from calls import dbwork
+from calls.llm import records
+from calls.llm.records import (
+    prior_utterances,
+    save_observation,
+    save_session,
+    save_transcript,
+    socket_fields,
+)
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
 from calls.services import call_event_record
@@ -124,3 +133,42 @@ def test_a_session_is_stored_as_a_socket_event_with_its_summary():
 
 def test_prior_utterances_is_zero_for_an_unknown_call(db):
     assert prior_utterances(call_id="call_never_seen") == 0
+
+
+# --- on the database threads ---------------------------------------------------------------
+
+
+@pytest.fixture
+def db_threads(settings: Any) -> Iterator[None]:
+    settings.DB_WORKER_THREADS = 1
+    yield
+    if dbwork._executor is not None:
+        dbwork._executor.shutdown(wait=True)
+        dbwork._executor = None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("db_threads")
+async def test_socket_writes_run_on_the_database_threads_and_are_awaited():
+    written_on: list[str] = []
+
+    def spy(**kwargs: Any) -> None:
+        written_on.append(threading.current_thread().name)
+        save_transcript(**kwargs)
+
+    await records._on_db_thread(spy, call_id=CALL_ID, transcript=utterances(3))
+    assert written_on[0].startswith("retellhub-db")
+    call = await Call.objects.aget(call_id=CALL_ID)
+    assert call.transcript == "Agent: line 0\nUser: line 1\nAgent: line 2\n"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("db_threads")
+async def test_a_failed_write_raises_in_the_awaiting_task():
+    def broken(**_: Any) -> None:
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError, match="disk full"):
+        await records._on_db_thread(broken)
+    await records.asave_transcript(call_id=CALL_ID, transcript=utterances(1))
+    assert await Call.objects.filter(call_id=CALL_ID).aexists(), "the thread is still usable"
