@@ -10,7 +10,6 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
-from calls.llm import runtime
 from calls.llm.access import socket_refusal
 from calls.llm.session import CallSession, SessionOptions
 from calls.realtime import (
@@ -56,7 +55,6 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
             logger.warning("llm socket refused: %s", refusal, extra={"call_id": call_id})
             await self.close()  # before accept: the handshake is answered 403
             return
-        runtime.tune_once()
         await self.accept()
         self.session = CallSession(
             call_id=call_id,
