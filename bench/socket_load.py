@@ -329,6 +329,22 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
+def _server_command(kind: str, python: str, port: int) -> list[str]:
+    """daphne (the default, as in the issue) or the production server, manage.py serve."""
+    if kind == "uvicorn":
+        return [python, "manage.py", "serve", "--port", str(port), "--no-access-log"]
+    return [
+        python,
+        "-m",
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "retellhub.asgi:application",
+    ]
+
+
 @contextmanager
 def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     """The fake model and daphne (on a fresh SQLite database), stopped afterwards."""
@@ -355,9 +371,8 @@ def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         "--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms),
         "--tokens", str(args.tokens),
     ]  # fmt: skip
-    server_cmd = [python, "-m", "daphne", "-b", "127.0.0.1", "-p", str(server_port)]
-    server_cmd.append("retellhub.asgi:application")
-    log = (workdir / "daphne.log").open("wb")
+    server_cmd = _server_command(args.server, python, server_port)
+    log = (workdir / "server.log").open("wb")
     model = subprocess.Popen(model_cmd, cwd=ROOT, env=env)  # noqa: S603
     server = subprocess.Popen(server_cmd, cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
     try:
@@ -371,7 +386,7 @@ def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
             process.terminate()
             process.wait(10)
         log.close()
-        print(f"(server log: {workdir / 'daphne.log'})")
+        print(f"(server log: {workdir / 'server.log'})")
 
 
 @dataclass(frozen=True)
@@ -504,6 +519,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--ping-ms", type=float, default=2000.0, help="ping_pong interval per call")
     add("--interrupt-every", type=int, default=4, help="interrupt every N-th turn (0: never)")
     add("--ramp-ms", type=float, default=10.0, help="delay between call starts")
+    add(
+        "--server",
+        choices=("daphne", "uvicorn"),
+        default="daphne",
+        help="server to start: daphne, or uvicorn through manage.py serve (production)",
+    )
     add("--run-id", default=uuid.uuid4().hex[:8])
     add("--samples", help="write every latency sample as a JSON line to this file")
     args = parser.parse_args(argv)
