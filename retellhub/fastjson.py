@@ -8,9 +8,11 @@ the same in a fraction of that.
 
 The results are the same JSON documents, with two deliberate differences in the text
 produced: no spaces and non-ASCII characters written as UTF-8 instead of ``\\uXXXX``
-escapes. Whatever orjson refuses (integers beyond 64 bits, ``NaN``, lone surrogates,
-non-string keys, types it does not know) falls back to the standard library, so the set of
-accepted inputs and encodable values is exactly what it was.
+escapes. Whatever orjson refuses (``NaN``, lone surrogates, non-string keys, types it does
+not know) falls back to the standard library, so the set of accepted inputs and encodable
+values is exactly what it was. orjson does not refuse integers beyond 64 bits: it reads
+them as floats, losing digits. A document that may hold one (a number of 19 or more
+digits) is therefore parsed by the standard library, which keeps them exact.
 """
 
 from __future__ import annotations
@@ -25,18 +27,33 @@ from django.core.serializers.json import DjangoJSONEncoder
 # as before (milliseconds, "Z"): values already stored compare equal to new ones.
 _OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME
 _django_default = DjangoJSONEncoder().default
+# A number of 19 or more digits may not fit 64 bits (orjson would make it a float). Found
+# in C: every digit mapped to "0", everything else to " ", then one substring search; about
+# a quarter of orjson's parse time, where a regular expression took four times as long as
+# the parse. Digits inside strings can match too: they only cost the slower, exact parser.
+_DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
+def _may_hold_a_long_number(data: bytes | str) -> bool:
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 def loads(data: bytes | bytearray | memoryview | str) -> Any:
     """Parse a JSON document; raises ``ValueError`` (json.JSONDecodeError) when invalid."""
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        # The standard library accepts a little more (big integers, NaN, lone
-        # surrogates) and words its errors as before.
-        if isinstance(data, bytes | bytearray | memoryview):
-            data = bytes(data).decode("utf-8")
-        return json.loads(data)
+    if isinstance(data, bytearray | memoryview):
+        data = bytes(data)
+    if not _may_hold_a_long_number(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    # The standard library accepts a little more (NaN, lone surrogates), keeps big
+    # integers exact, and words its errors as before.
+    if isinstance(data, bytes):
+        data = data.decode("utf-8")
+    return json.loads(data)
 
 
 def dumps(value: Any) -> bytes:
