@@ -1,4 +1,7 @@
-"""``manage.py serve``: HTTP and WebSocket for production, on uvicorn.
+"""``manage.py serve``: HTTP and WebSocket on uvicorn.
+
+Known issue (README, The server): a call socket sometimes never receives
+``websocket.disconnect`` here, so daphne remains the default server for call sockets.
 
 ``make run`` keeps Django's ``runserver`` (daphne's, with autoreload) for development.
 For production any ASGI server can serve ``retellhub.asgi:application``; this command
@@ -40,7 +43,7 @@ def uvicorn_options(*, host: str, port: int, workers: int, access_log: bool) -> 
 
 
 class Command(BaseCommand):
-    help = "Serve HTTP and WebSocket on uvicorn (production); see README, Production."
+    help = "Serve HTTP and WebSocket on uvicorn; see README, The server (a known socket issue)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to bind")
