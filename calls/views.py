@@ -19,7 +19,7 @@ from rest_framework.views import APIView
 
 from calls import webhook
 from calls.dbwork import run_db_sync
-from calls.services import call_event_record
+from calls.services import call_events_record
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,8 @@ class WebhookView(APIView):
         except webhook.Rejected as exc:
             return webhook.rejected_reply(exc)
         try:
-            outcome = run_db_sync(
-                call_event_record,
-                event=event,
-                raw_body=delivery.body,
-                source_ip=delivery.source_ip,
-                key_fingerprint=delivery.match.key_fingerprint,
+            [outcome] = run_db_sync(
+                call_events_record, deliveries=[webhook.incoming(delivery, event)]
             )
         except Exception:
             return webhook.failed_reply(event)

@@ -24,6 +24,7 @@ from django.http import HttpRequest
 from calls import signing
 from calls.net import client_ip, ip_allowed
 from calls.payloads import PayloadError, WebhookEvent, parse_webhook
+from calls.services import IncomingDelivery
 from retellhub import metrics
 
 logger = logging.getLogger(__name__)
@@ -104,6 +105,16 @@ def verify_signature(
             "webhook refused: %s", exc.reason, extra={"reason": exc.reason, "source_ip": source_ip}
         )
         raise Rejected(401, "Unauthorized", reason=exc.reason) from None
+
+
+def incoming(delivery: VerifiedDelivery, event: WebhookEvent) -> IncomingDelivery:
+    """What the writer stores of a verified, parsed delivery."""
+    return IncomingDelivery(
+        event=event,
+        raw_body=delivery.body,
+        source_ip=delivery.source_ip,
+        key_fingerprint=delivery.match.key_fingerprint,
+    )
 
 
 def parse_delivery(delivery: VerifiedDelivery) -> WebhookEvent:

@@ -24,7 +24,6 @@ from django.http.request import split_domain_port, validate_host
 
 from calls import signing, webhook
 from calls.ingest import writer
-from calls.services import IncomingDelivery
 from retellhub import fastjson, metrics
 
 Scope = MutableMapping[str, Any]
@@ -82,14 +81,7 @@ async def _answer(scope: Scope, receive: Receive) -> webhook.Reply:
     except webhook.Rejected as exc:
         return webhook.rejected_reply(exc)
     try:
-        outcome = await writer.store(
-            IncomingDelivery(
-                event=event,
-                raw_body=delivery.body,
-                source_ip=delivery.source_ip,
-                key_fingerprint=delivery.match.key_fingerprint,
-            )
-        )
+        outcome = await writer.store(webhook.incoming(delivery, event))
     except Exception:
         return webhook.failed_reply(event)
     return webhook.stored_reply(event, created=outcome.created)
