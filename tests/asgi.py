@@ -31,7 +31,7 @@ class AsgiResponse:
         return json.loads(self.content)
 
 
-def _scope(
+def http_scope(
     method: str, path: str, headers: list[tuple[bytes, bytes]], client: tuple[str, int]
 ) -> dict[str, Any]:
     return {
@@ -111,7 +111,7 @@ class AsgiClient:
         else:
             # An HTTP server reads no more than Content-Length says.
             data = data[: int(declared)]
-        return async_to_sync(_call)(self.app, _scope(method, path, pairs, client), data)
+        return async_to_sync(_call)(self.app, http_scope(method, path, pairs, client), data)
 
     def post(self, path: str, data: bytes = b"", **kwargs: Any) -> AsgiResponse:
         return self.request("POST", path, data, **kwargs)

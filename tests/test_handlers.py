@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from retellhub.handlers import PooledASGIHandler, RequestThreads
+from tests.asgi import http_scope
 
 _gate = threading.Barrier(1)
 
@@ -25,25 +26,10 @@ def thread_name(request: HttpRequest) -> HttpResponse:
 urlpatterns = [path("thread", thread_name)]
 
 
-def _scope() -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/thread",
-        "raw_path": b"/thread",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
-
-
 async def _get(handler: PooledASGIHandler) -> str:
-    communicator = ApplicationCommunicator(handler, _scope())
+    communicator = ApplicationCommunicator(
+        handler, http_scope("GET", "/thread", [(b"host", b"testserver")], ("127.0.0.1", 5000))
+    )
     await communicator.send_input({"type": "http.request", "body": b"", "more_body": False})
     start = await communicator.receive_output(timeout=5)
     assert start["status"] == 200

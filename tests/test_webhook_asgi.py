@@ -15,7 +15,7 @@ from calls import webhook_asgi
 from calls.models import Call, CallEvent
 from retellhub.asgi import application
 from tests import retell
-from tests.asgi import AsgiClient, _scope
+from tests.asgi import AsgiClient, http_scope
 
 pytestmark = pytest.mark.django_db
 
@@ -47,7 +47,7 @@ def _stream(chunks: list[bytes], *, then_disconnect: bool = False) -> list[dict[
     async def run() -> list[dict[str, Any]]:
         headers = [(b"host", b"127.0.0.1"), (b"x-retell-signature", b"v=1,d=" + b"0" * 64)]
         communicator = ApplicationCommunicator(
-            application, _scope("POST", "/webhook", headers, ("127.0.0.1", 1))
+            application, http_scope("POST", "/webhook", headers, ("127.0.0.1", 1))
         )
         for chunk in chunks:
             await communicator.send_input(
