@@ -7,8 +7,8 @@ from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 
 from calls.admin import ReadOnlyAdminMixin
+from notifications.actions import delivery_retry
 from notifications.models import Delivery, DeliveryAttempt, Destination, Recording
-from notifications.services import delivery_retry
 
 
 @admin.register(Destination)

@@ -5,7 +5,7 @@ rather than a service because rows also go by cascade (a pruned or admin-deleted
 The file is removed only after commit, so a rolled-back deletion keeps it.
 
 Any save or delete of a destination (admin, API, environment sync) forgets the webhook's
-"no destinations" memo (notifications.services._EmptyTableMemo).
+"no destinations" memo (notifications.destinations._EmptyTableMemo).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from notifications.destinations import destinations_empty
 from notifications.models import Destination, Recording
-from notifications.services import destinations_empty
 
 
 @receiver(post_delete, sender=Recording)

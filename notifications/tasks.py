@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django_tasks import task
 
-from notifications import services
+from notifications.attempts import delivery_attempt
 
 
 @task()
 def delivery_run(delivery_id: int) -> str:
-    """One attempt at one delivery; retries are new tasks scheduled by the service."""
-    return services.delivery_attempt(delivery_id=delivery_id)
+    """One attempt at one delivery; retries are new tasks (notifications/attempts.py)."""
+    return delivery_attempt(delivery_id=delivery_id)

@@ -16,6 +16,8 @@ from django_tasks.base import TaskResultStatus
 from django_tasks_db.models import DBTaskResult
 
 from calls.models import Call
+from notifications.actions import delivery_retry
+from notifications.attempts import CLAIM_LEASE
 from notifications.checks import outbox_settings_check
 from notifications.models import (
     Delivery,
@@ -25,7 +27,6 @@ from notifications.models import (
     DestinationKind,
     Recording,
 )
-from notifications.services import CLAIM_LEASE, delivery_retry
 from tests import retell
 from tests.outbox import (
     FORWARD_SECRET,

@@ -3,7 +3,7 @@
 A worker killed mid-task leaves its task row "running" forever and the delivery waiting.
 This finds pending deliveries overdue by more than ``--grace-minutes`` and enqueues a
 fresh task for each; a delivery that still has a live task is not sent twice (see the
-claim in notifications/services.py). Safe from cron and at every start (`make run`).
+claim in notifications/attempts.py). Safe from cron and at every start (`make run`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from notifications.services import delivery_requeue_overdue
+from notifications.actions import delivery_requeue_overdue
 
 
 class Command(BaseCommand):
