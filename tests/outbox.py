@@ -23,11 +23,22 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 from werkzeug.datastructures import Headers
 
-from notifications.models import Delivery, DeliveryState
+from notifications.models import Delivery, DeliveryState, Destination, DestinationKind
 from tests.servers import ROOT, database_url
 
 FORWARD_SECRET = "whsec_" + base64.b64encode(b"retellhub-test-forwarding-key-32b").decode()
 TOLERANCE_SECONDS = 5 * 60
+
+
+def forward_destination(receiver: Receiver, **fields: Any) -> Destination:
+    """A forwarding destination in the database, signed with ``FORWARD_SECRET``."""
+    return Destination.objects.create(
+        name="CRM",
+        kind=DestinationKind.FORWARD,
+        url=receiver.url,
+        signing_secret=FORWARD_SECRET,
+        **fields,
+    )
 
 
 def tasks_run_ready() -> int:

@@ -40,3 +40,12 @@ def signature(body: bytes, *, key: str = PRIMARY_KEY, timestamp_ms: int | None =
 def with_call_id(document: dict[str, Any], call_id: str) -> dict[str, Any]:
     key = "call" if "call" in document else "data"
     return {**document, key: {**document[key], "call_id": call_id}}
+
+
+def fixture_with(name: str, **changes: Any) -> bytes:
+    """A fixture delivery with some call fields changed (``call_analysis`` merged)."""
+    document = fixture_json(name)
+    call = document["call"]
+    analysis = {**call.get("call_analysis", {}), **changes.pop("call_analysis", {})}
+    document["call"] = {**call, **changes, **({"call_analysis": analysis} if analysis else {})}
+    return compact(document)
