@@ -19,6 +19,7 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import call_broadcast_on_commit
+from calls.rowwrites import rows_insert, rows_update
 from notifications.services import outbox_enqueue_for_delivery
 
 
@@ -71,8 +72,15 @@ def call_merge(*, call: Call, observation: Observation, seen_at: datetime) -> li
     return list(result.updates)
 
 
+MERGE_BOOKKEEPING = ("field_versions", "last_event_at", "updated_at")
+
+
+def _merged_columns(changed: Iterable[str]) -> list[str]:
+    return [*changed, *MERGE_BOOKKEEPING]
+
+
 def _save_merged(call: Call, changed: Iterable[str]) -> None:
-    call.save(update_fields=[*changed, "field_versions", "last_event_at", "updated_at"])
+    rows_update([(call, _merged_columns(changed))])
 
 
 def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
@@ -149,7 +157,7 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
         if digest not in stored and digest not in fresh:
             call = calls[delivery.event.call_id]
             fresh[digest] = _event_row(delivery, call=call, body_sha256=digest, now=now)
-    CallEvent.objects.bulk_create(fresh.values())
+    rows_insert(list(fresh.values()))
     _merge_events(list(fresh.values()), now=now)
     stored.update((digest, row.pk) for digest, row in fresh.items())
     outcomes = []
@@ -191,8 +199,8 @@ def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
         )
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
-    for call, names in changed.items():
-        _save_merged(call, names)
+    rows_update((call, _merged_columns(names)) for call, names in changed.items())
+    for call in changed:
         call_broadcast_on_commit(call=call)  # to the live monitor, once this commits
     # Side effects are outbox rows in this same transaction: they commit with the events
     # or not at all, and the request itself never touches the network (design rule 5).
