@@ -15,12 +15,14 @@ not sent: nothing listens to the models written here (tests/test_rowwrites.py ch
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Field, Model
+
+M = TypeVar("M", bound=Model)
 
 
 def rows_update(
@@ -43,8 +45,14 @@ def rows_update(
                 )
 
 
-def rows_insert(objs: Sequence[Model], *, using: str = DEFAULT_DB_ALIAS) -> None:
-    """``bulk_create(objs)`` for new rows of one model: sets each object's primary key."""
+def rows_insert(
+    objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = DEFAULT_DB_ALIAS
+) -> None:
+    """``bulk_create(objs)`` for new rows of one model: sets each object's primary key.
+
+    With ``ignore_conflicts`` a row that would break a unique constraint is skipped, as
+    ``bulk_create(ignore_conflicts=True)`` does, and no keys are set.
+    """
     if not objs:
         return
     model = type(objs[0])
@@ -52,12 +60,32 @@ def rows_insert(objs: Sequence[Model], *, using: str = DEFAULT_DB_ALIAS) -> None
     connection = connections[using]
     params = [value for obj in objs for value in _save_values(obj, fields, connection, add=True)]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, len(objs), using), params)
+        cursor.execute(_insert_sql(model, len(objs), ignore_conflicts, using), params)
+        if ignore_conflicts:
+            return
         keys = [row[0] for row in cursor.fetchall()]
     for obj, key in zip(objs, keys, strict=True):
         obj.pk = key
         obj._state.adding = False
         obj._state.db = using
+
+
+def rows_locked(
+    model: type[M],
+    *,
+    key: str,
+    values: Collection[Any],
+    columns: Sequence[str],
+    using: str = DEFAULT_DB_ALIAS,
+) -> list[M]:
+    """The rows whose ``key`` is one of ``values``, loading only ``columns`` (the rest are
+    deferred), in ``key`` order. Where the database has row locks (PostgreSQL) they are
+    locked FOR UPDATE until the transaction ends; SQLite's write transaction locks it all.
+    """
+    if not values:
+        return []
+    sql = _locked_sql(model, key, tuple(columns), len(values), using)
+    return list(model._default_manager.db_manager(using).raw(sql, sorted(values)))
 
 
 def _save_values(
@@ -82,17 +110,40 @@ def _update_sql(model: type[Model], names: tuple[str, ...], using: str) -> str:
     meta = model._meta
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in _fields(model, names))
     # Names come from the model's own metadata, never from input.
-    table, key = quote(meta.db_table), quote(meta.pk.column)
+    table, key = quote(meta.db_table), quote(_column(model, "pk"))
     return f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608
 
 
 @cache
-def _insert_sql(model: type[Model], rows: int, using: str) -> str:
+def _insert_sql(model: type[Model], rows: int, ignore_conflicts: bool, using: str) -> str:
     quote = connections[using].ops.quote_name
-    meta = model._meta
     fields = _insert_fields(model)
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)
-    table, key = quote(meta.db_table), quote(meta.pk.column)
-    return f"INSERT INTO {table} ({columns}) VALUES {values} RETURNING {key}"  # noqa: S608
+    table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
+    ending = "ON CONFLICT DO NOTHING" if ignore_conflicts else f"RETURNING {pk}"
+    return f"INSERT INTO {table} ({columns}) VALUES {values} {ending}"  # noqa: S608
+
+
+def _column(model: type[Model], name: str) -> str:
+    field = model._meta.pk if name == "pk" else model._meta.get_field(name)
+    return cast(Field[Any, Any], field).column
+
+
+@cache
+def _locked_sql(
+    model: type[Model], key: str, columns: tuple[str, ...], count: int, using: str
+) -> str:
+    connection = connections[using]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    names = dict.fromkeys(["pk", key, *columns])
+    selected = ", ".join(quote(_column(model, name)) for name in names)
+    key_column = quote(_column(model, key))
+    placeholders = ", ".join(["%s"] * count)
+    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
+    return (
+        f"SELECT {selected} FROM {quote(meta.db_table)} "  # noqa: S608
+        f"WHERE {key_column} IN ({placeholders}) ORDER BY {key_column}{lock}"
+    )

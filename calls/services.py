@@ -19,7 +19,7 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import call_broadcast_on_commit
-from calls.rowwrites import rows_insert, rows_update
+from calls.rowwrites import rows_insert, rows_locked, rows_update
 from notifications.services import outbox_enqueue_for_delivery
 
 
@@ -50,15 +50,16 @@ def calls_lock_or_create(*, call_ids: Collection[str]) -> dict[str, Call]:
     each other in a cycle. INSERT ... ON CONFLICT DO NOTHING makes a racing creator wait
     for the first one's commit instead of failing.
     """
-    locked = Call.objects.select_for_update().only(*CALL_MERGE_COLUMNS).order_by("call_id")
-    calls = {call.call_id: call for call in locked.filter(call_id__in=call_ids)}
+    calls = {call.call_id: call for call in _calls_locked(call_ids)}
     missing = sorted(set(call_ids) - calls.keys())
     if missing:
-        Call.objects.bulk_create(
-            [Call(call_id=call_id) for call_id in missing], ignore_conflicts=True
-        )
-        calls.update((call.call_id, call) for call in locked.filter(call_id__in=missing))
+        rows_insert([Call(call_id=call_id) for call_id in missing], ignore_conflicts=True)
+        calls.update((call.call_id, call) for call in _calls_locked(missing))
     return calls
+
+
+def _calls_locked(call_ids: Collection[str]) -> list[Call]:
+    return rows_locked(Call, key="call_id", values=call_ids, columns=CALL_MERGE_COLUMNS)
 
 
 def call_merge(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:

@@ -13,7 +13,7 @@ from django.db.models.signals import ModelSignal, post_save, pre_save
 from django.utils import timezone
 
 from calls.models import Call, CallEvent
-from calls.rowwrites import rows_insert, rows_update
+from calls.rowwrites import rows_insert, rows_locked, rows_update
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
@@ -114,3 +114,22 @@ def test_nothing_listens_to_saves_of_the_models_written_here(
     # rows_update and rows_insert send no model signals: a receiver added for these models
     # would silently miss the webhook's writes. Route such a need through services instead.
     assert not signal.has_listeners(model)
+
+
+def test_insert_ignoring_conflicts_skips_existing_rows() -> None:
+    existing = CallFactory.create(agent_name="Kept")
+    rows_insert([Call(call_id=existing.call_id), Call(call_id="call_new")], ignore_conflicts=True)
+    assert Call.objects.get(call_id=existing.call_id).agent_name == "Kept"
+    assert Call.objects.filter(call_id="call_new").exists()
+
+
+def test_locked_rows_load_only_the_asked_columns_in_key_order() -> None:
+    for call_id in ("call_b", "call_a", "call_c"):
+        CallFactory.create(call_id=call_id, field_versions={"status": [1, call_id]})
+    rows = rows_locked(
+        Call, key="call_id", values={"call_c", "call_a", "call_x"}, columns=["field_versions"]
+    )
+    assert [row.call_id for row in rows] == ["call_a", "call_c"]
+    assert rows[0].field_versions == {"status": [1, "call_a"]}  # decoded by the field
+    assert "transcript" in rows[0].get_deferred_fields()
+    assert rows_locked(Call, key="call_id", values=[], columns=[]) == []
