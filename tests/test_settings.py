@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
@@ -90,3 +91,38 @@ def test_env_int_refuses_words(monkeypatch):
 def test_env_list_drops_blanks(monkeypatch):
     monkeypatch.setenv("X_LIST", " a, ,b ,")
     assert env.env_list("X_LIST") == ["a", "b"]
+
+
+def sqlite_synchronous(**variables: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.db import connection;"
+            " print(connection.cursor().execute('PRAGMA synchronous').fetchone()[0])",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "retellhub.settings", **variables},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(("value", "pragma"), [("", "2"), ("normal", "1"), ("EXTRA", "3")])
+def test_sqlite_commits_are_synced_to_disk_unless_told_otherwise(
+    tmp_path: Any, value: str, pragma: str
+) -> None:
+    # PRAGMA synchronous reads back 1 for NORMAL, 2 for FULL, 3 for EXTRA.
+    database = f"sqlite:///{tmp_path / 'sync.sqlite3'}"
+    result = sqlite_synchronous(DATABASE_URL=database, SQLITE_SYNCHRONOUS=value)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == pragma
+
+
+def test_an_unknown_sqlite_synchronous_mode_stops_start_up(tmp_path: Any) -> None:
+    database = f"sqlite:///{tmp_path / 'sync.sqlite3'}"
+    result = sqlite_synchronous(DATABASE_URL=database, SQLITE_SYNCHRONOUS="OFF")
+    assert result.returncode != 0
+    assert "SQLITE_SYNCHRONOUS must be one of FULL, EXTRA, NORMAL, got 'OFF'" in result.stderr
