@@ -46,28 +46,35 @@ def rows_update(
 
 
 def rows_insert(
-    objs: Sequence[Model], *, ignore_conflicts: bool = False, using: str = DEFAULT_DB_ALIAS
-) -> None:
-    """``bulk_create(objs)`` for new rows of one model: sets each object's primary key.
+    objs: Sequence[M], *, unless_exists: str | None = None, using: str = DEFAULT_DB_ALIAS
+) -> list[M]:
+    """``bulk_create(objs)`` for new rows of one model; returns the rows inserted, in order,
+    with their primary keys set.
 
-    With ``ignore_conflicts`` a row that would break a unique constraint is skipped, as
-    ``bulk_create(ignore_conflicts=True)`` does, and no keys are set.
+    With ``unless_exists`` (a unique column), a row whose value is already stored is
+    skipped (ON CONFLICT DO NOTHING) and left out of the result, so one statement both
+    inserts and tells what was there already.
     """
     if not objs:
-        return
+        return []
     model = type(objs[0])
     fields = _insert_fields(model)
     connection = connections[using]
     params = [value for obj in objs for value in _save_values(obj, fields, connection, add=True)]
     with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, len(objs), ignore_conflicts, using), params)
-        if ignore_conflicts:
-            return
-        keys = [row[0] for row in cursor.fetchall()]
-    for obj, key in zip(objs, keys, strict=True):
+        cursor.execute(_insert_sql(model, len(objs), unless_exists, using), params)
+        returned = cursor.fetchall()
+    if unless_exists is None:
+        inserted, keys = list(objs), [row[0] for row in returned]
+    else:
+        pk_by_value = {value: pk for pk, value in returned}
+        inserted = [obj for obj in objs if getattr(obj, unless_exists) in pk_by_value]
+        keys = [pk_by_value[getattr(obj, unless_exists)] for obj in inserted]
+    for obj, key in zip(inserted, keys, strict=True):
         obj.pk = key
         obj._state.adding = False
         obj._state.db = using
+    return inserted
 
 
 def rows_locked(
@@ -115,14 +122,18 @@ def _update_sql(model: type[Model], names: tuple[str, ...], using: str) -> str:
 
 
 @cache
-def _insert_sql(model: type[Model], rows: int, ignore_conflicts: bool, using: str) -> str:
+def _insert_sql(model: type[Model], rows: int, unless_exists: str | None, using: str) -> str:
     quote = connections[using].ops.quote_name
     fields = _insert_fields(model)
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)
     table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
-    ending = "ON CONFLICT DO NOTHING" if ignore_conflicts else f"RETURNING {pk}"
+    if unless_exists is None:
+        ending = f"RETURNING {pk}"
+    else:
+        unique = quote(_column(model, unless_exists))
+        ending = f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}, {unique}"
     return f"INSERT INTO {table} ({columns}) VALUES {values} {ending}"  # noqa: S608
 
 

@@ -53,13 +53,27 @@ def calls_lock_or_create(*, call_ids: Collection[str]) -> dict[str, Call]:
     calls = {call.call_id: call for call in _calls_locked(call_ids)}
     missing = sorted(set(call_ids) - calls.keys())
     if missing:
-        rows_insert([Call(call_id=call_id) for call_id in missing], ignore_conflicts=True)
-        calls.update((call.call_id, call) for call in _calls_locked(missing))
+        new = rows_insert([Call(call_id=call_id) for call_id in missing], unless_exists="call_id")
+        # Rows inserted here are this transaction's own until it commits: already locked.
+        calls.update((call.call_id, _as_locked(call)) for call in new)
+        raced = [call_id for call_id in missing if call_id not in calls]
+        if raced:  # created by another transaction since the first read: lock those
+            calls.update((call.call_id, call) for call in _calls_locked(raced))
     return calls
 
 
 def _calls_locked(call_ids: Collection[str]) -> list[Call]:
     return rows_locked(Call, key="call_id", values=call_ids, columns=CALL_MERGE_COLUMNS)
+
+
+def _as_locked(call: Call) -> Call:
+    """A just-inserted call as a locked read returns it: only the merge columns loaded."""
+    names = [
+        f.attname
+        for f in Call._meta.concrete_fields
+        if f.primary_key or f.attname in CALL_MERGE_COLUMNS
+    ]
+    return Call.from_db(call._state.db, names, [getattr(call, name) for name in names])
 
 
 def call_merge(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
@@ -147,20 +161,17 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
     now = timezone.now()
     calls = calls_lock_or_create(call_ids={d.event.call_id for d in deliveries})
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
-    # Only the keys: the usual answer is "none", and a duplicate's row is read once updated.
-    stored = dict(
-        CallEvent.objects.filter(body_sha256__in=set(digests))
-        .order_by()
-        .values_list("body_sha256", "pk")
-    )
-    fresh: dict[str, CallEvent] = {}
+    rows: dict[str, CallEvent] = {}  # the first delivery of each body in this batch
     for delivery, digest in zip(deliveries, digests, strict=True):
-        if digest not in stored and digest not in fresh:
+        if digest not in rows:
             call = calls[delivery.event.call_id]
-            fresh[digest] = _event_row(delivery, call=call, body_sha256=digest, now=now)
-    rows_insert(list(fresh.values()))
+            rows[digest] = _event_row(delivery, call=call, body_sha256=digest, now=now)
+    # One statement inserts the new bodies and skips those stored before (re-deliveries).
+    fresh = {
+        row.body_sha256: row
+        for row in rows_insert(list(rows.values()), unless_exists="body_sha256")
+    }
     _merge_events(list(fresh.values()), now=now)
-    stored.update((digest, row.pk) for digest, row in fresh.items())
     outcomes = []
     for delivery, digest in zip(deliveries, digests, strict=True):
         call = calls[delivery.event.call_id]
@@ -168,7 +179,7 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
         if row is not None:
             outcomes.append(DeliveryOutcome(call=call, event=row, created=True))
         else:
-            redelivered = _count_redelivery(pk=stored[digest], now=now)
+            redelivered = _count_redelivery(body_sha256=digest, now=now)
             outcomes.append(DeliveryOutcome(call=call, event=redelivered, created=False))
     return outcomes
 
@@ -209,11 +220,10 @@ def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
         outbox_enqueue_for_delivery(call=row.call, event=row)
 
 
-def _count_redelivery(*, pk: int, now: datetime) -> CallEvent:
-    CallEvent.objects.filter(pk=pk).update(
-        delivery_count=F("delivery_count") + 1, last_received_at=now
-    )
-    return CallEvent.objects.get(pk=pk)
+def _count_redelivery(*, body_sha256: str, now: datetime) -> CallEvent:
+    stored = CallEvent.objects.filter(body_sha256=body_sha256)
+    stored.update(delivery_count=F("delivery_count") + 1, last_received_at=now)
+    return stored.get()
 
 
 # --- The call socket's records (calls/llm/) ---------------------------------------------

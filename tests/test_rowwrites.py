@@ -116,11 +116,15 @@ def test_nothing_listens_to_saves_of_the_models_written_here(
     assert not signal.has_listeners(model)
 
 
-def test_insert_ignoring_conflicts_skips_existing_rows() -> None:
+def test_insert_unless_exists_skips_stored_rows_and_returns_the_inserted_ones() -> None:
     existing = CallFactory.create(agent_name="Kept")
-    rows_insert([Call(call_id=existing.call_id), Call(call_id="call_new")], ignore_conflicts=True)
+    new = [Call(call_id="call_new_1"), Call(call_id=existing.call_id), Call(call_id="call_new_2")]
+    inserted = rows_insert(new, unless_exists="call_id")
+    assert [call.call_id for call in inserted] == ["call_new_1", "call_new_2"]
+    stored = Call.objects.in_bulk([call.pk for call in inserted])
+    assert [stored[call.pk].call_id for call in inserted] == ["call_new_1", "call_new_2"]
+    assert new[1]._state.adding  # skipped: not saved, no key
     assert Call.objects.get(call_id=existing.call_id).agent_name == "Kept"
-    assert Call.objects.filter(call_id="call_new").exists()
 
 
 def test_locked_rows_load_only_the_asked_columns_in_key_order() -> None:
