@@ -23,6 +23,9 @@ from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
+# What a socket that ended without a close frame reports (RFC 6455 7.1.5).
+ABNORMAL_CLOSURE = 1006
+
 
 class LLMSocketConsumer(AsyncWebsocketConsumer):
     """Retell's Custom LLM WebSocket for one call: ``/llm-websocket/<call_id>``."""
@@ -32,6 +35,14 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
     # Channels' listener on the layer would kill every call socket (an unknown alias
     # makes get_channel_layer return None).
     channel_layer_alias = "none"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Channels runs disconnect() only for a websocket.disconnect it has read; if the
+            # dispatch loop ends any other way, the session is still closed and recorded.
+            await self._end_session(ABNORMAL_CLOSURE)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first closes stale database connections, a hop through
@@ -74,15 +85,30 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
             self.session.receive_binary()
 
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
-            await self.session.shutdown(close_code=code)
+        await self._end_session(code)
+
+    async def _end_session(self, code: int) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.shutdown(close_code=code)
             metrics.llm_socket_closed()
 
     async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        await self._send_or_drop({"type": "websocket.send", "text": text})
 
     async def _close_socket(self, code: int) -> None:
-        await self.close(code=code)
+        await self._send_or_drop({"type": "websocket.close", "code": code})
+
+    async def _send_or_drop(self, message: dict[str, Any]) -> None:
+        # A frame sent after the client has gone is dropped, as daphne does. uvicorn raises
+        # instead (ClientDisconnected, an OSError, as ASGI 2.4 asks; uvicorn PR #2218) once
+        # it has queued websocket.disconnect; raised from a handler (a pong), it would end
+        # Channels' dispatch loop before that message is read, and disconnect() would never
+        # run (django/channels#1466).
+        try:
+            await self.base_send(message)
+        except OSError:
+            logger.debug("llm socket: frame dropped, the client has gone")
 
 
 class LiveCallsConsumer(AsyncJsonWebsocketConsumer):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from channels.testing import WebsocketCommunicator
+from prometheus_client import REGISTRY
 
 from bench.fake_model import (
     CLIENT_CLOSED,
@@ -701,6 +702,74 @@ async def test_disconnecting_mid_answer_cancels_every_task_and_closes_the_stream
     assert event.source == "llm_socket"
     assert event.payload["close_code"] == 1001
     assert event.payload["turns"][0]["outcome"] == "disconnected"
+
+
+class LeavingServer:
+    """A server's side of one socket that, like uvicorn, raises on a send once the client
+    has gone (ASGI 2.4 allows it: ``ClientDisconnected``, an ``OSError``) and queues
+    ``websocket.disconnect`` for the application to read."""
+
+    def __init__(self, call_id: str = CALL_ID) -> None:
+        self.inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.frames: list[dict[str, Any]] = []
+        self.opened = asyncio.Event()
+        self.gone = False
+        path = f"/llm-websocket/{call_id}"
+        self.scope = {
+            "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": [], "subprotocols": [], "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }  # fmt: skip
+
+    def run(self) -> asyncio.Task[None]:
+        self.inbound.put_nowait({"type": "websocket.connect"})
+        return asyncio.create_task(application(self.scope, self.inbound.get, self.send))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            raise OSError("client disconnected")
+        if message["type"] == "websocket.send":
+            self.frames.append(json.loads(message["text"]))
+            if self.frames[-1].get("response_id") == 0:
+                self.opened.set()
+
+    def client_sent(self, document: dict[str, Any]) -> None:
+        self.inbound.put_nowait({"type": "websocket.receive", "text": json.dumps(document)})
+
+
+def sockets_open() -> float | None:
+    return REGISTRY.get_sample_value("retellhub_llm_sockets_open")
+
+
+async def test_a_client_that_pings_and_hangs_up_at_once_still_ends_the_session():
+    # Retell's ping and close frame arrive together: the server has lost the connection
+    # (and queued websocket.disconnect) before the application answers the ping.
+    before = sockets_open()
+    server = LeavingServer()
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)
+    server.gone = True
+    server.client_sent(retell.ping())
+    server.inbound.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(app, WAIT)
+    assert session_tasks() == []
+    assert sockets_open() == before
+    (event,) = await session_events()
+    assert (event.payload["close_code"], event.payload["closed_by"]) == (1000, "client")
+
+
+async def test_a_socket_whose_application_is_cancelled_still_records_its_session():
+    before = sockets_open()
+    server = LeavingServer()
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)
+    app.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await app
+    assert session_tasks() == []
+    assert sockets_open() == before
+    (event,) = await session_events()
+    assert event.payload["close_code"] == 1006
 
 
 async def test_the_session_is_recorded_with_per_turn_figures(openai: FakeModel):

@@ -15,7 +15,12 @@ from simulator.scenario import bundled_scenarios
 from tests import retell
 from tests.conftest import StartServer
 from tests.llm_socket import profile_file
-from tests.servers import RunningServer, free_port, wait_until_sockets_closed
+from tests.servers import (
+    RunningServer,
+    free_port,
+    ping_and_hang_up,
+    wait_until_sockets_closed,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -158,13 +163,11 @@ def test_a_wrong_key_fails_the_check_with_exit_1(asgi_server: RunningServer, tmp
     assert "webhook_refused" in out.getvalue()
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known issue: under uvicorn (manage.py serve) a call socket sometimes never gets "
-    "websocket.disconnect after the client hangs up, so its session is not recorded",
-)
-def test_sockets_close_under_serve(asgi_server_factory: StartServer, tmp_path: Path):
-    server = asgi_server_factory({}, kind="uvicorn")
-    for _ in range(3):
-        simulate(server, tmp_path, "--scenario", "end_call")
-    wait_until_sockets_closed(server, timeout=3)
+def test_a_client_hanging_up_right_behind_a_ping_ends_its_session(asgi_server: RunningServer):
+    # Under uvicorn the connection is gone before the application answers the ping, so
+    # that send raises; the session must still end, be recorded and leave the gauge.
+    call_id = f"call_ping_then_hang_up_{asgi_server.port}"
+    ping_and_hang_up(asgi_server, call_id)
+    wait_until_sockets_closed(asgi_server, timeout=5)
+    event = CallEvent.objects.get(call__call_id=call_id, event="llm_session")
+    assert (event.payload["close_code"], event.payload["closed_by"]) == (1000, "client")
