@@ -25,10 +25,6 @@ from tests.servers import (
 pytestmark = pytest.mark.django_db(transaction=True)
 
 TRANSFER_TO = "+14155550100"
-# Call sockets are tested on daphne. Under manage.py serve (uvicorn) a socket sometimes never
-# learns that its client left (see test_sockets_close_under_serve), so those runs would
-# hang in the teardown's wait.
-DAPHNE_ONLY = pytest.mark.parametrize("asgi_server", ["daphne"], indirect=True)
 
 
 @pytest.fixture(autouse=True)
@@ -52,7 +48,6 @@ def simulate(server: RunningServer, tmp_path: Path, *args: str) -> tuple[str, di
 
 
 @pytest.mark.parametrize("scenario", bundled_scenarios())
-@DAPHNE_ONLY
 def test_every_bundled_scenario_passes_the_check_against_our_server(
     asgi_server: RunningServer, tmp_path: Path, scenario: str
 ):
@@ -79,7 +74,6 @@ def _said(result: dict[str, Any]) -> list[str]:
     return lines
 
 
-@DAPHNE_ONLY
 def test_the_default_scenario_plays_reminder_interruption_and_keepalive(
     asgi_server: RunningServer, tmp_path: Path
 ):
@@ -91,7 +85,6 @@ def test_the_default_scenario_plays_reminder_interruption_and_keepalive(
     assert CallEvent.objects.filter(call__call_id=result["call_id"], payload_key="data").exists()
 
 
-@DAPHNE_ONLY
 def test_the_end_call_scenario_is_ended_by_the_agent(asgi_server: RunningServer, tmp_path: Path):
     output, report = simulate(asgi_server, tmp_path, "--scenario", "end_call")
     assert report["results"][0]["ending"] == "agent_hangup"
@@ -114,7 +107,6 @@ def test_the_transfer_scenario_transfers_with_a_profile_that_transfers(
     wait_until_sockets_closed(server)
 
 
-@DAPHNE_ONLY
 def test_turns_from_flags(asgi_server: RunningServer, tmp_path: Path):
     _, report = simulate(
         asgi_server, tmp_path,
@@ -126,7 +118,6 @@ def test_turns_from_flags(asgi_server: RunningServer, tmp_path: Path):
     assert report["results"][0]["ending"] == "agent_hangup"
 
 
-@DAPHNE_ONLY
 def test_many_calls_print_the_benchmark_figures(asgi_server: RunningServer, tmp_path: Path):
     output, report = simulate(asgi_server, tmp_path, "--calls", "4", "--concurrency", "2")
     assert "request -> first content frame" in output
@@ -144,14 +135,12 @@ def test_an_unreachable_server_exits_2(tmp_path: Path):
     assert failed.value.returncode == 2
 
 
-@DAPHNE_ONLY
 def test_an_unknown_scenario_exits_2(asgi_server: RunningServer):
     with pytest.raises(CommandError, match="no scenario 'nope'") as failed:
         call_command("simulate_call", "--url", asgi_server.url, "--scenario", "nope")
     assert failed.value.returncode == 2
 
 
-@DAPHNE_ONLY
 def test_a_wrong_key_fails_the_check_with_exit_1(asgi_server: RunningServer, tmp_path: Path):
     out = StringIO()
     with pytest.raises(CommandError, match="protocol violation") as failed:
