@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from calls.llm.reads import aread
 from calls.models import AgentProfile
 
 DEFAULT_AGENT = ""
@@ -184,8 +184,6 @@ def api_key_for(profile: Profile) -> str:
     return str(settings.OPENAI_API_KEY)
 
 
-# Off the shared thread: a slow query for one call must not hold up another call's writes.
-aprofile_for_agent = database_sync_to_async(profile_for_agent, thread_sensitive=False)
-aagent_profiles_configured = database_sync_to_async(
-    agent_profiles_configured, thread_sensitive=False
-)
+async def aprofile_for_agent(agent_id: str | None) -> Profile:
+    # On a read thread: a slow query for one call must not hold up another call's writes.
+    return await aread(profile_for_agent, agent_id=agent_id)

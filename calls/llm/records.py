@@ -5,8 +5,8 @@ Nothing here runs on the event loop that answers pings. Writes go to the databas
 of calls/dbwork.py, which keep their connection between jobs: opened and closed per write
 (as a fresh worker thread does), a SQLite connection cost ~1.6 ms of CPU and a WAL
 checkpoint each time, and several threads writing at once only took turns on SQLite's
-one write lock by sleeping and polling. Reads run on a worker thread of their own
-(``thread_sensitive=False``): they never wait for a write.
+one write lock by sleeping and polling. Reads run on threads of their own (calls/llm/reads.py):
+they never wait for a write.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
@@ -21,6 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from calls.dbwork import run_db_job, submit_db_job
+from calls.llm.profiles import agent_profiles_configured
+from calls.llm.reads import aread
 from calls.models import Call, CallStatus
 from calls.payloads import call_fields
 from calls.realtime import call_broadcast_on_commit
@@ -91,6 +94,21 @@ def prior_utterances(*, call_id: str) -> int:
     return len(transcript) if isinstance(transcript, list) else 0
 
 
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a socket reads when it opens, in one trip to a read thread."""
+
+    reconnect: bool
+    agent_profiles: bool
+
+
+def opening_facts(*, call_id: str) -> Opening:
+    return Opening(
+        reconnect=prior_utterances(call_id=call_id) > 0,
+        agent_profiles=agent_profiles_configured(),
+    )
+
+
 def _in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     return database_sync_to_async(function, thread_sensitive=False)
 
@@ -150,5 +168,5 @@ async def asave_session(
     await _on_db_thread(save_session, call_id=call_id, summary=summary, fields=fields)
 
 
-async def aprior_utterances(*, call_id: str) -> int:
-    return await _in_thread(prior_utterances)(call_id=call_id)
+async def aopening_facts(*, call_id: str) -> Opening:
+    return await aread(opening_facts, call_id=call_id)

@@ -29,7 +29,6 @@ from django.utils import timezone
 from calls.llm import records
 from calls.llm.profiles import (
     Profile,
-    aagent_profiles_configured,
     aprofile_for_agent,
     call_variables,
     default_profile,
@@ -301,8 +300,9 @@ class CallSession:
 
     async def _open(self) -> None:
         try:
-            self.reconnect = await records.aprior_utterances(call_id=self.call_id) > 0
-            profile = await self._choose_profile()
+            opening = await records.aopening_facts(call_id=self.call_id)
+            self.reconnect = opening.reconnect
+            profile = await self._choose_profile(per_agent=opening.agent_profiles)
         except Exception:
             logger.exception("llm socket: no profile; using built-in lines")
             profile = Profile()
@@ -317,9 +317,8 @@ class CallSession:
         if await self._send_for(BEGIN_RESPONSE_ID, final_frame(BEGIN_RESPONSE_ID, begin, {})):
             self.begin_ms = _elapsed_ms(self._opened)
 
-    async def _choose_profile(self) -> Profile:
+    async def _choose_profile(self, *, per_agent: bool) -> Profile:
         fallback = default_profile()
-        per_agent = await aagent_profiles_configured()
         if not per_agent and not fallback.greeting_needs_call_data:
             return fallback
         # The greeting needs the agent or the call's variables: hold it for call_details,
