@@ -381,7 +381,7 @@ async def test_transcript_writes_are_one_at_a_time_and_coalesce_to_the_latest(
     written: list[str] = []
     in_flight: list[int] = [0, 0]  # now, most ever
 
-    def save(*, call_id: str, transcript: Any) -> None:
+    def save(*, call_id: str, transcript: Any, call: Any = None) -> None:
         in_flight[0] += 1
         in_flight[1] = max(in_flight)
         first_started.set()
@@ -409,6 +409,28 @@ async def test_transcript_writes_are_one_at_a_time_and_coalesce_to_the_latest(
     call = await call_row()
     assert call is not None
     assert last_said(call) == "line 4"
+
+
+async def test_call_details_are_written_with_the_first_transcript_in_one_write(
+    socket: Retell, monkeypatch: Any
+):
+    writes: list[tuple[Any, list[str]]] = []
+    written = threading.Event()
+
+    def save(*, call_id: str, transcript: Any, call: Any = None) -> None:
+        writes.append((call, [line["content"] for line in transcript]))
+        written.set()
+
+    monkeypatch.setattr(records, "save_transcript", save)
+    await socket.opening()
+    await socket.send(retell.call_details(agent_id="agent_one"))
+    await socket.send(retell.update("I need an appointment"))
+    assert await asyncio.to_thread(written.wait, WAIT)
+    await socket.disconnect()
+    ((call, said),) = writes
+    assert call is not None
+    assert call["agent_id"] == "agent_one"
+    assert said == ["Hello! How can I help?", "I need an appointment"]
 
 
 # --- cancellation --------------------------------------------------------------------------

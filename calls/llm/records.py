@@ -74,9 +74,15 @@ def save_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
         call_broadcast_on_commit(call=call)
 
 
-def save_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
+def save_transcript(
+    *,
+    call_id: str,
+    transcript: Sequence[Mapping[str, Any]],
+    call: Mapping[str, Any] | None = None,
+) -> None:
+    """The live transcript, and the call details when ``call`` is given (not yet written)."""
     # The columns are built here, in the worker thread, not on the event loop.
-    save_observation(call_id=call_id, fields=socket_fields(call=None, transcript=transcript))
+    save_observation(call_id=call_id, fields=socket_fields(call=call, transcript=transcript))
 
 
 def save_session(*, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
@@ -154,12 +160,13 @@ def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | 
         future.set_result(result)  # type: ignore[arg-type]  # T when there was no error
 
 
-async def asave_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
-    await _on_db_thread(save_observation, call_id=call_id, fields=fields)
-
-
-async def asave_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
-    await _on_db_thread(save_transcript, call_id=call_id, transcript=transcript)
+async def asave_transcript(
+    *,
+    call_id: str,
+    transcript: Sequence[Mapping[str, Any]],
+    call: Mapping[str, Any] | None = None,
+) -> None:
+    await _on_db_thread(save_transcript, call_id=call_id, transcript=transcript, call=call)
 
 
 async def asave_session(

@@ -173,7 +173,8 @@ class CallSession:
         self.call_details_seen = asyncio.Event()
         self.profile: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
         self.transcript: list[Utterance] = []
-        self._transcript_dirty = False
+        self._unsaved = False  # the live state changed since the last write
+        self._details_unsaved = False
         self.turns: dict[int, Turn] = {}
         self.ignored: Counter[str] = Counter()
         self.pings = 0
@@ -250,7 +251,8 @@ class CallSession:
     def _on_call_details(self, call: dict[str, Any]) -> None:
         self.call = call
         self.call_details_seen.set()
-        self._spawn(self._write(records.socket_fields(call=call, transcript=())), "details")
+        self._details_unsaved = True
+        self._save_soon()
 
     def _on_request(self, request: AnswerRequest, received: float) -> None:
         if request.response_id <= self.latest_request_id:
@@ -410,29 +412,32 @@ class CallSession:
         if transcript == self.transcript:
             return  # Retell repeats it in update_only and in the request that follows
         self.transcript = transcript
-        self._transcript_dirty = True
-        if self._persist is None or self._persist.done():
-            self._persist = self._spawn(self._persist_transcript(), "transcript")
+        self._save_soon()
 
-    async def _persist_transcript(self) -> None:
+    def _save_soon(self) -> None:
+        self._unsaved = True
+        if self._persist is None or self._persist.done():
+            self._persist = self._spawn(self._persist_live(), "live")
+
+    async def _persist_live(self) -> None:
         # Throttled and coalesced: one write at a time per call, at most one per interval,
-        # and whatever arrived meanwhile is written once, the latest. The list is never
-        # mutated (a new transcript replaces it), so the worker thread may read it.
-        while self._transcript_dirty:
+        # and whatever arrived meanwhile is written once, the latest. The call details ride
+        # on the first write, usually with the first transcript: one row write instead of
+        # two while a call opens (often alongside many others). The list is never mutated
+        # (a new transcript replaces it), so the worker thread may read it.
+        while self._unsaved:
             await asyncio.sleep(self.options.transcript_save_interval)
-            self._transcript_dirty = False
+            self._unsaved = False
+            call = self.call if self._details_unsaved else None
+            self._details_unsaved = False
             try:
-                await records.asave_transcript(call_id=self.call_id, transcript=self.transcript)
+                await records.asave_transcript(
+                    call_id=self.call_id, transcript=self.transcript, call=call
+                )
             except Exception:
                 logger.exception(
-                    "llm socket could not save the transcript", extra={"call_id": self.call_id}
+                    "llm socket could not save the call", extra={"call_id": self.call_id}
                 )
-
-    async def _write(self, fields: dict[str, Any]) -> None:
-        try:
-            await records.asave_observation(call_id=self.call_id, fields=fields)
-        except Exception:
-            logger.exception("llm socket could not save the call", extra={"call_id": self.call_id})
 
     def summary(self, close_code: int) -> dict[str, Any]:
         turns = [turn.as_record() for turn in self.turns.values()]
