@@ -7,6 +7,7 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -83,6 +84,13 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
             await self.session.receive_text(text_data)
         else:
             self.session.receive_binary()
+
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own also closes stale database connections afterwards, through the one
+        # thread that runs sync code (behind other requests' work); this consumer has no
+        # channel-layer groups and no database connection of its own (see dispatch).
+        await self.disconnect(message["code"])
+        raise StopConsumer
 
     async def disconnect(self, code: int) -> None:
         await self._end_session(code)

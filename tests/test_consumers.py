@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from channels.generic import websocket as channels_websocket
 from channels.testing import WebsocketCommunicator
 from prometheus_client import REGISTRY
 
@@ -792,6 +793,21 @@ async def test_a_socket_whose_application_is_cancelled_still_records_its_session
     assert sockets_open() == before
     (event,) = await session_events()
     assert event.payload["close_code"] == 1006
+
+
+async def test_closing_a_socket_makes_no_trip_through_the_sync_thread(
+    socket: Retell, monkeypatch: Any
+):
+    trips: list[str] = []
+
+    async def close_old_connections() -> None:
+        trips.append("close_old_connections")
+
+    monkeypatch.setattr(channels_websocket, "aclose_old_connections", close_old_connections)
+    await socket.opening()
+    await socket.disconnect()
+    assert trips == []
+    assert len(await session_events()) == 1
 
 
 async def test_the_session_is_recorded_with_per_turn_figures(openai: FakeModel):
