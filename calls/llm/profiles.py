@@ -151,8 +151,14 @@ def _profile_file(path: str) -> dict[str, Any]:
 
 
 def default_profile() -> Profile:
-    document = _profile_file(settings.AGENT_PROFILE_FILE)
-    data = {**document, "responder": settings.AGENT_RESPONDER}
+    return _default_profile(settings.AGENT_PROFILE_FILE, settings.AGENT_RESPONDER)
+
+
+@lru_cache(maxsize=4)
+def _default_profile(path: str, responder: str) -> Profile:
+    # Built once, not per call (a Profile is frozen): every socket asks for it while it opens.
+    document = _profile_file(path)
+    data = {**document, "responder": responder}
     return profile_from_mapping(
         data, agent_id=DEFAULT_AGENT, name=str(document.get("name", "default"))
     )
