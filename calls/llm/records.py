@@ -169,10 +169,30 @@ async def asave_transcript(
     await _on_db_thread(save_transcript, call_id=call_id, transcript=transcript, call=call)
 
 
-async def asave_session(
-    *, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]
+def save_final_state(
+    *,
+    call_id: str,
+    summary: Mapping[str, Any],
+    call: Mapping[str, Any] | None,
+    transcript: Sequence[Mapping[str, Any]],
 ) -> None:
-    await _on_db_thread(save_session, call_id=call_id, summary=summary, fields=fields)
+    # The columns are built here, in the worker thread, not on the event loop.
+    save_session(
+        call_id=call_id, summary=summary, fields=socket_fields(call=call, transcript=transcript)
+    )
+
+
+async def asave_session(
+    *,
+    call_id: str,
+    summary: Mapping[str, Any],
+    call: Mapping[str, Any] | None,
+    transcript: Sequence[Mapping[str, Any]],
+) -> None:
+    """The session's CallEvent, with the last call details and transcript it saw."""
+    await _on_db_thread(
+        save_final_state, call_id=call_id, summary=summary, call=call, transcript=transcript
+    )
 
 
 async def aopening_facts(*, call_id: str) -> Opening:

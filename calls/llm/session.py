@@ -465,9 +465,10 @@ class CallSession:
 
     async def _save_session(self, close_code: int) -> None:
         summary = self.summary(close_code)
-        fields = records.socket_fields(call=self.call, transcript=self.transcript)
         try:
-            await records.asave_session(call_id=self.call_id, summary=summary, fields=fields)
+            await records.asave_session(
+                call_id=self.call_id, summary=summary, call=self.call, transcript=self.transcript
+            )
         except Exception:
             logger.exception(
                 "llm socket could not save the session", extra={"call_id": self.call_id}
