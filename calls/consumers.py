@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import Any
 
 from channels.consumer import get_handler_name
@@ -147,6 +148,12 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        # As on the call socket: an update for a viewer who has gone is dropped, so the
+        # websocket.disconnect uvicorn has queued is still read and the group left.
+        with suppress(OSError):
+            await super().send_json(content, close=close)
 
     async def call_update(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "call", "call": message["call"]})

@@ -6,10 +6,12 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from channels.generic import websocket as channels_websocket
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
 from prometheus_client import REGISTRY
 
@@ -23,8 +25,10 @@ from bench.fake_model import (
     Text,
     ToolCall,
 )
+from calls.consumers import LiveCallsConsumer
 from calls.llm import records
 from calls.models import AgentProfile, Call, CallEvent
+from calls.realtime import CALLS_GROUP
 from retellhub.asgi import application
 from tests import llm_socket as retell
 from tests.llm_socket import CALL_ID, answer_text, is_complete
@@ -732,13 +736,14 @@ class LeavingServer:
     has gone (ASGI 2.4 allows it: ``ClientDisconnected``, an ``OSError``) and queues
     ``websocket.disconnect`` for the application to read."""
 
-    def __init__(self, call_id: str = CALL_ID) -> None:
+    def __init__(self, path: str = f"/llm-websocket/{CALL_ID}", app: Any = application) -> None:
+        self.app = app
         self.inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.frames: list[dict[str, Any]] = []
-        self.opened = asyncio.Event()
+        self.opened = asyncio.Event()  # the begin message (or any frame on other sockets)
+        self.refused = asyncio.Event()  # a send after the client had gone
         self.gone = False
-        path = f"/llm-websocket/{call_id}"
-        self.scope = {
+        self.scope: dict[str, Any] = {
             "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
             "headers": [], "subprotocols": [], "client": ("127.0.0.1", 50000),
             "server": ("127.0.0.1", 8000),
@@ -746,14 +751,15 @@ class LeavingServer:
 
     def run(self) -> asyncio.Task[None]:
         self.inbound.put_nowait({"type": "websocket.connect"})
-        return asyncio.create_task(application(self.scope, self.inbound.get, self.send))
+        return asyncio.create_task(self.app(self.scope, self.inbound.get, self.send))
 
     async def send(self, message: dict[str, Any]) -> None:
         if self.gone:
+            self.refused.set()
             raise OSError("client disconnected")
         if message["type"] == "websocket.send":
             self.frames.append(json.loads(message["text"]))
-            if self.frames[-1].get("response_id") == 0:
+            if self.frames[-1].get("response_id", 0) == 0:
                 self.opened.set()
 
     def client_sent(self, document: dict[str, Any]) -> None:
@@ -808,6 +814,23 @@ async def test_closing_a_socket_makes_no_trip_through_the_sync_thread(
     await socket.disconnect()
     assert trips == []
     assert len(await session_events()) == 1
+
+
+async def test_a_live_viewer_who_left_is_still_taken_out_of_its_group(settings: Any):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    server = LeavingServer("/ws/calls/", app=LiveCallsConsumer.as_asgi())
+    server.scope.update(
+        url_route={"kwargs": {}}, user=SimpleNamespace(is_active=True, is_staff=True)
+    )
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)  # the snapshot
+    server.gone = True
+    await layer.group_send(CALLS_GROUP, {"type": "call.update", "call": {"call_id": CALL_ID}})
+    await asyncio.wait_for(server.refused.wait(), WAIT)
+    server.inbound.put_nowait({"type": "websocket.disconnect", "code": 1001})
+    await asyncio.wait_for(app, WAIT)
+    assert not layer.groups.get(CALLS_GROUP)
 
 
 async def test_the_session_is_recorded_with_per_turn_figures(openai: FakeModel):
