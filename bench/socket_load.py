@@ -331,7 +331,7 @@ def _wait_http(url: str, timeout: float = 30) -> None:
 
 def _server_command(kind: str, python: str, port: int) -> list[str]:
     """daphne (the default, as in the issue) or the production server, manage.py serve."""
-    if kind == "uvicorn":
+    if kind in ("uvicorn", "serve"):
         return [python, "manage.py", "serve", "--port", str(port), "--no-access-log"]
     return [
         python,
@@ -521,9 +521,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--ramp-ms", type=float, default=10.0, help="delay between call starts")
     add(
         "--server",
-        choices=("daphne", "uvicorn"),
+        choices=("daphne", "serve", "uvicorn"),
         default="daphne",
-        help="server to start: daphne, or uvicorn through manage.py serve (production)",
+        help="server to start: daphne, or manage.py serve (uvicorn; production; both names)",
     )
     add("--run-id", default=uuid.uuid4().hex[:8])
     add("--samples", help="write every latency sample as a JSON line to this file")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from contextlib import suppress
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
@@ -23,6 +25,9 @@ from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
+# What a socket that ended without a close frame reports (RFC 6455 7.1.5).
+ABNORMAL_CLOSURE = 1006
+
 
 class LLMSocketConsumer(AsyncWebsocketConsumer):
     """Retell's Custom LLM WebSocket for one call: ``/llm-websocket/<call_id>``."""
@@ -32,6 +37,14 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
     # Channels' listener on the layer would kill every call socket (an unknown alias
     # makes get_channel_layer return None).
     channel_layer_alias = "none"
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Channels runs disconnect() only for a websocket.disconnect it has read; if the
+            # dispatch loop ends any other way, the session is still closed and recorded.
+            await self._end_session(ABNORMAL_CLOSURE)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels' own dispatch first closes stale database connections, a hop through
@@ -73,16 +86,38 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
         else:
             self.session.receive_binary()
 
+    async def websocket_disconnect(self, message: dict[str, Any]) -> None:
+        # Channels' own also closes stale database connections afterwards, through the one
+        # thread that runs sync code (behind other requests' work); this consumer has no
+        # channel-layer groups and no database connection of its own (see dispatch).
+        await self.disconnect(message["code"])
+        raise StopConsumer
+
     async def disconnect(self, code: int) -> None:
-        if self.session is not None:
-            await self.session.shutdown(close_code=code)
+        await self._end_session(code)
+
+    async def _end_session(self, code: int) -> None:
+        session, self.session = self.session, None
+        if session is not None:
+            await session.shutdown(close_code=code)
             metrics.llm_socket_closed()
 
     async def _send_text(self, text: str) -> None:
-        await self.send(text_data=text)
+        await self._send_or_drop({"type": "websocket.send", "text": text})
 
     async def _close_socket(self, code: int) -> None:
-        await self.close(code=code)
+        await self._send_or_drop({"type": "websocket.close", "code": code})
+
+    async def _send_or_drop(self, message: dict[str, Any]) -> None:
+        # A frame sent after the client has gone is dropped, as daphne does. uvicorn raises
+        # instead (ClientDisconnected, an OSError, as ASGI 2.4 asks; uvicorn PR #2218) once
+        # it has queued websocket.disconnect; raised from a handler (a pong), it would end
+        # Channels' dispatch loop before that message is read, and disconnect() would never
+        # run (django/channels#1466).
+        try:
+            await self.base_send(message)
+        except OSError:
+            logger.debug("llm socket: frame dropped, the client has gone")
 
 
 class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
@@ -113,6 +148,12 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def send_json(self, content: Any, close: bool = False) -> None:
+        # As on the call socket: an update for a viewer who has gone is dropped, so the
+        # websocket.disconnect uvicorn has queued is still read and the group left.
+        with suppress(OSError):
+            await super().send_json(content, close=close)
 
     async def call_update(self, message: dict[str, Any]) -> None:
         await self.send_json({"type": "call", "call": message["call"]})

@@ -3,6 +3,7 @@ server, and ``runserver``'s) or under ``manage.py serve`` (uvicorn, for producti
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import CloseConnection, Message, Request, TextMessage
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -125,3 +129,25 @@ def wait_until_sockets_closed(server: RunningServer, timeout: float = 10.0) -> N
                     return
         time.sleep(0.05)
     raise RuntimeError(f"call sockets still open after {timeout}s:\n{server.log()[-3000:]}")
+
+
+def ping_and_hang_up(server: RunningServer, call_id: str) -> None:
+    """Open a call socket, read up to the begin message, then send a ``ping_pong`` and a
+    close frame (1000) in one write, as a client hanging up right behind a ping does."""
+    client = WSConnection(ConnectionType.CLIENT)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(client.send(Request(host="127.0.0.1", target=f"/llm-websocket/{call_id}")))
+        while not any(frame.get("response_id") == 0 for frame in _frames(sock, client)):
+            pass
+        ping = json.dumps({"interaction_type": "ping_pong", "timestamp": 1})
+        sock.sendall(client.send(Message(data=ping)) + client.send(CloseConnection(code=1000)))
+        while sock.recv(65536):
+            pass  # until the server closes the connection
+
+
+def _frames(sock: socket.socket, client: WSConnection) -> list[dict[str, Any]]:
+    data = sock.recv(65536)
+    if not data:
+        raise ConnectionError("the server closed the socket before the begin message")
+    client.receive_data(data)
+    return [json.loads(event.data) for event in client.events() if isinstance(event, TextMessage)]

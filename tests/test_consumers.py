@@ -6,10 +6,14 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Iterator
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from channels.generic import websocket as channels_websocket
+from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
+from prometheus_client import REGISTRY
 
 from bench.fake_model import (
     CLIENT_CLOSED,
@@ -21,8 +25,10 @@ from bench.fake_model import (
     Text,
     ToolCall,
 )
+from calls.consumers import LiveCallsConsumer
 from calls.llm import records
 from calls.models import AgentProfile, Call, CallEvent
+from calls.realtime import CALLS_GROUP
 from retellhub.asgi import application
 from tests import llm_socket as retell
 from tests.llm_socket import CALL_ID, answer_text, is_complete
@@ -380,7 +386,7 @@ async def test_transcript_writes_are_one_at_a_time_and_coalesce_to_the_latest(
     written: list[str] = []
     in_flight: list[int] = [0, 0]  # now, most ever
 
-    def save(*, call_id: str, transcript: Any) -> None:
+    def save(*, call_id: str, transcript: Any, call: Any = None) -> None:
         in_flight[0] += 1
         in_flight[1] = max(in_flight)
         first_started.set()
@@ -408,6 +414,28 @@ async def test_transcript_writes_are_one_at_a_time_and_coalesce_to_the_latest(
     call = await call_row()
     assert call is not None
     assert last_said(call) == "line 4"
+
+
+async def test_call_details_are_written_with_the_first_transcript_in_one_write(
+    socket: Retell, monkeypatch: Any
+):
+    writes: list[tuple[Any, list[str]]] = []
+    written = threading.Event()
+
+    def save(*, call_id: str, transcript: Any, call: Any = None) -> None:
+        writes.append((call, [line["content"] for line in transcript]))
+        written.set()
+
+    monkeypatch.setattr(records, "save_transcript", save)
+    await socket.opening()
+    await socket.send(retell.call_details(agent_id="agent_one"))
+    await socket.send(retell.update("I need an appointment"))
+    assert await asyncio.to_thread(written.wait, WAIT)
+    await socket.disconnect()
+    ((call, said),) = writes
+    assert call is not None
+    assert call["agent_id"] == "agent_one"
+    assert said == ["Hello! How can I help?", "I need an appointment"]
 
 
 # --- cancellation --------------------------------------------------------------------------
@@ -701,6 +729,108 @@ async def test_disconnecting_mid_answer_cancels_every_task_and_closes_the_stream
     assert event.source == "llm_socket"
     assert event.payload["close_code"] == 1001
     assert event.payload["turns"][0]["outcome"] == "disconnected"
+
+
+class LeavingServer:
+    """A server's side of one socket that, like uvicorn, raises on a send once the client
+    has gone (ASGI 2.4 allows it: ``ClientDisconnected``, an ``OSError``) and queues
+    ``websocket.disconnect`` for the application to read."""
+
+    def __init__(self, path: str = f"/llm-websocket/{CALL_ID}", app: Any = application) -> None:
+        self.app = app
+        self.inbound: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.frames: list[dict[str, Any]] = []
+        self.opened = asyncio.Event()  # the begin message (or any frame on other sockets)
+        self.refused = asyncio.Event()  # a send after the client had gone
+        self.gone = False
+        self.scope: dict[str, Any] = {
+            "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
+            "headers": [], "subprotocols": [], "client": ("127.0.0.1", 50000),
+            "server": ("127.0.0.1", 8000),
+        }  # fmt: skip
+
+    def run(self) -> asyncio.Task[None]:
+        self.inbound.put_nowait({"type": "websocket.connect"})
+        return asyncio.create_task(self.app(self.scope, self.inbound.get, self.send))
+
+    async def send(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            self.refused.set()
+            raise OSError("client disconnected")
+        if message["type"] == "websocket.send":
+            self.frames.append(json.loads(message["text"]))
+            if self.frames[-1].get("response_id", 0) == 0:
+                self.opened.set()
+
+    def client_sent(self, document: dict[str, Any]) -> None:
+        self.inbound.put_nowait({"type": "websocket.receive", "text": json.dumps(document)})
+
+
+def sockets_open() -> float | None:
+    return REGISTRY.get_sample_value("retellhub_llm_sockets_open")
+
+
+async def test_a_client_that_pings_and_hangs_up_at_once_still_ends_the_session():
+    # Retell's ping and close frame arrive together: the server has lost the connection
+    # (and queued websocket.disconnect) before the application answers the ping.
+    before = sockets_open()
+    server = LeavingServer()
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)
+    server.gone = True
+    server.client_sent(retell.ping())
+    server.inbound.put_nowait({"type": "websocket.disconnect", "code": 1000})
+    await asyncio.wait_for(app, WAIT)
+    assert session_tasks() == []
+    assert sockets_open() == before
+    (event,) = await session_events()
+    assert (event.payload["close_code"], event.payload["closed_by"]) == (1000, "client")
+
+
+async def test_a_socket_whose_application_is_cancelled_still_records_its_session():
+    before = sockets_open()
+    server = LeavingServer()
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)
+    app.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await app
+    assert session_tasks() == []
+    assert sockets_open() == before
+    (event,) = await session_events()
+    assert event.payload["close_code"] == 1006
+
+
+async def test_closing_a_socket_makes_no_trip_through_the_sync_thread(
+    socket: Retell, monkeypatch: Any
+):
+    trips: list[str] = []
+
+    async def close_old_connections() -> None:
+        trips.append("close_old_connections")
+
+    monkeypatch.setattr(channels_websocket, "aclose_old_connections", close_old_connections)
+    await socket.opening()
+    await socket.disconnect()
+    assert trips == []
+    assert len(await session_events()) == 1
+
+
+async def test_a_live_viewer_who_left_is_still_taken_out_of_its_group(settings: Any):
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    layer = get_channel_layer()
+    server = LeavingServer("/ws/calls/", app=LiveCallsConsumer.as_asgi())
+    server.scope.update(
+        url_route={"kwargs": {}}, user=SimpleNamespace(is_active=True, is_staff=True)
+    )
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)  # the snapshot
+    server.gone = True
+    await layer.group_send(CALLS_GROUP, {"type": "call.update", "call": {"call_id": CALL_ID}})
+    await asyncio.wait_for(server.refused.wait(), WAIT)
+    server.inbound.put_nowait({"type": "websocket.disconnect", "code": 1001})
+    await asyncio.wait_for(app, WAIT)
+    assert not layer.groups.get(CALLS_GROUP)
 
 
 async def test_the_session_is_recorded_with_per_turn_figures(openai: FakeModel):

@@ -9,19 +9,22 @@ from typing import Any
 
 import pytest
 from django.db import transaction
+from django.db.backends.signals import connection_created
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calls import dbwork
-from calls.llm import records
+from calls.llm import reads, records
 from calls.llm.records import (
+    Opening,
+    opening_facts,
     prior_utterances,
     save_observation,
     save_session,
     save_transcript,
     socket_fields,
 )
-from calls.models import Call, CallEvent
+from calls.models import AgentProfile, Call, CallEvent
 from calls.payloads import parse_webhook
 from calls.services import call_event_record
 from tests import retell
@@ -135,6 +138,13 @@ def test_prior_utterances_is_zero_for_an_unknown_call(db):
     assert prior_utterances(call_id="call_never_seen") == 0
 
 
+def test_the_opening_reads_say_whether_it_is_a_reconnect_and_agents_have_profiles(db):
+    assert opening_facts(call_id=CALL_ID) == Opening(reconnect=False, agent_profiles=False)
+    socket_observation(call=DETAILS, transcript=utterances(2))()
+    AgentProfile.objects.create(agent_id="agent_northwind_reception", name="Northwind")
+    assert opening_facts(call_id=CALL_ID) == Opening(reconnect=True, agent_profiles=True)
+
+
 # --- on the database threads ---------------------------------------------------------------
 
 
@@ -172,3 +182,31 @@ async def test_a_failed_write_raises_in_the_awaiting_task():
         await records._on_db_thread(broken)
     await records.asave_transcript(call_id=CALL_ID, transcript=utterances(1))
     assert await Call.objects.filter(call_id=CALL_ID).aexists(), "the thread is still usable"
+
+
+@pytest.fixture
+def read_threads(settings: Any) -> Iterator[None]:
+    settings.DB_WORKER_THREADS = 1
+    yield
+    if reads._executor is not None:
+        reads._executor.shutdown(wait=True)
+        reads._executor = None
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("read_threads")
+async def test_socket_reads_run_on_read_threads_that_keep_their_connection():
+    opened: list[str] = []
+
+    def count(sender: Any, connection: Any, **_: Any) -> None:
+        opened.append(threading.current_thread().name)
+
+    connection_created.connect(count)
+    try:
+        for _ in range(3 * reads.READ_THREADS):
+            assert not (await records.aopening_facts(call_id=CALL_ID)).reconnect
+    finally:
+        connection_created.disconnect(count)
+    assert opened, "a read thread connects once"
+    assert len(opened) <= reads.READ_THREADS
+    assert all(name.startswith("retellhub-read") for name in opened)

@@ -17,10 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from calls.llm.reads import aread
 from calls.models import AgentProfile
 
 DEFAULT_AGENT = ""
@@ -151,8 +151,14 @@ def _profile_file(path: str) -> dict[str, Any]:
 
 
 def default_profile() -> Profile:
-    document = _profile_file(settings.AGENT_PROFILE_FILE)
-    data = {**document, "responder": settings.AGENT_RESPONDER}
+    return _default_profile(settings.AGENT_PROFILE_FILE, settings.AGENT_RESPONDER)
+
+
+@lru_cache(maxsize=4)
+def _default_profile(path: str, responder: str) -> Profile:
+    # Built once, not per call (a Profile is frozen): every socket asks for it while it opens.
+    document = _profile_file(path)
+    data = {**document, "responder": responder}
     return profile_from_mapping(
         data, agent_id=DEFAULT_AGENT, name=str(document.get("name", "default"))
     )
@@ -184,8 +190,6 @@ def api_key_for(profile: Profile) -> str:
     return str(settings.OPENAI_API_KEY)
 
 
-# Off the shared thread: a slow query for one call must not hold up another call's writes.
-aprofile_for_agent = database_sync_to_async(profile_for_agent, thread_sensitive=False)
-aagent_profiles_configured = database_sync_to_async(
-    agent_profiles_configured, thread_sensitive=False
-)
+async def aprofile_for_agent(agent_id: str | None) -> Profile:
+    # On a read thread: a slow query for one call must not hold up another call's writes.
+    return await aread(profile_for_agent, agent_id=agent_id)

