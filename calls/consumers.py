@@ -33,6 +33,7 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
     """Retell's Custom LLM WebSocket for one call: ``/llm-websocket/<call_id>``."""
 
     session: CallSession | None = None
+    close_sent = False
     # No channel layer: the socket talks only to Retell, and with Redis unreachable
     # Channels' listener on the layer would kill every call socket (an unknown alias
     # makes get_channel_layer return None).
@@ -107,8 +108,13 @@ class LLMSocketConsumer(AsyncWebsocketConsumer):
 
     async def _close_socket(self, code: int) -> None:
         await self._send_or_drop({"type": "websocket.close", "code": code})
+        # Nothing may follow a close (uvicorn raises RuntimeError): a pong for a ping already
+        # queued behind it is dropped too.
+        self.close_sent = True
 
     async def _send_or_drop(self, message: dict[str, Any]) -> None:
+        if self.close_sent:
+            return
         # A frame sent after the client has gone is dropped, as daphne does. uvicorn raises
         # instead (ClientDisconnected, an OSError, as ASGI 2.4 asks; uvicorn PR #2218) once
         # it has queued websocket.disconnect; raised from a handler (a pong), it would end

@@ -743,6 +743,8 @@ class LeavingServer:
         self.opened = asyncio.Event()  # the begin message (or any frame on other sockets)
         self.refused = asyncio.Event()  # a send after the client had gone
         self.gone = False
+        self.closed = False
+        self.read_before_close: list[dict[str, Any]] = []
         self.scope: dict[str, Any] = {
             "type": "websocket", "path": path, "raw_path": path.encode(), "query_string": b"",
             "headers": [], "subprotocols": [], "client": ("127.0.0.1", 50000),
@@ -757,6 +759,13 @@ class LeavingServer:
         if self.gone:
             self.refused.set()
             raise OSError("client disconnected")
+        if self.closed:
+            raise RuntimeError(f"Unexpected ASGI message {message['type']!r} after a close")
+        if message["type"] == "websocket.close":
+            self.closed = True
+            for frame in self.read_before_close:  # arrived just before, not yet read
+                self.client_sent(frame)
+            self.inbound.put_nowait({"type": "websocket.disconnect", "code": message["code"]})
         if message["type"] == "websocket.send":
             self.frames.append(json.loads(message["text"]))
             if self.frames[-1].get("response_id", 0) == 0:
@@ -785,6 +794,21 @@ async def test_a_client_that_pings_and_hangs_up_at_once_still_ends_the_session()
     assert sockets_open() == before
     (event,) = await session_events()
     assert (event.payload["close_code"], event.payload["closed_by"]) == (1000, "client")
+
+
+async def test_a_ping_queued_behind_the_servers_close_gets_no_pong():
+    # After an end_call the server closes; like uvicorn, this server refuses anything sent
+    # after that, while a ping the caller sent just before still waits to be read.
+    server = LeavingServer()
+    server.read_before_close.append(retell.ping())
+    app = server.run()
+    await asyncio.wait_for(server.opened.wait(), WAIT)
+    server.client_sent(retell.request(1, "That's all, goodbye"))
+    await asyncio.wait_for(app, WAIT)
+    assert server.closed
+    assert not any(frame["response_type"] == "ping_pong" for frame in server.frames)
+    (event,) = await session_events()
+    assert (event.payload["close_code"], event.payload["closed_by"]) == (1000, "server")
 
 
 async def test_a_socket_whose_application_is_cancelled_still_records_its_session():

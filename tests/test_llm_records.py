@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.backends.signals import connection_created
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -208,5 +208,7 @@ async def test_socket_reads_run_on_read_threads_that_keep_their_connection():
     finally:
         connection_created.disconnect(count)
     assert opened, "a read thread connects once"
-    assert len(opened) <= reads.READ_THREADS
     assert all(name.startswith("retellhub-read") for name in opened)
+    if not connections["default"].settings_dict.get("OPTIONS", {}).get("pool"):
+        # Without a pool each thread keeps its own; with one, each read takes a pooled one.
+        assert len(opened) <= reads.READ_THREADS

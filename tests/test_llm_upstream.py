@@ -153,6 +153,26 @@ async def test_a_pooled_connection_the_server_dropped_is_retried_once(
     assert count_connects == [2]
 
 
+async def test_warming_opens_one_connection_ahead_that_the_next_request_uses(
+    model: FakeModel, count_connects: list[int]
+):
+    url = f"{model.base_url}/chat/completions"
+    upstream.warm(url)
+    upstream.warm(url)  # one is already being opened
+    pool = upstream.pool_for_loop(None)
+    while pool._warming:
+        await asyncio.sleep(0.01)
+    upstream.warm(url)  # one is idle
+    assert count_connects == [1]
+    assert await stream(model, "first answer")
+    assert count_connects == [1], "the request took the warmed connection"
+
+
+def test_warming_outside_an_event_loop_does_nothing(count_connects: list[int]):
+    upstream.warm("http://127.0.0.1:9/v1/chat/completions")
+    assert count_connects == [0]
+
+
 @pytest.fixture
 def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     connects = [0]

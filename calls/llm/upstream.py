@@ -23,8 +23,10 @@ import ssl
 import weakref
 from collections import deque
 from collections.abc import AsyncGenerator, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum, auto
+from functools import partial
 from urllib.parse import urlsplit
 
 # Idle connections kept per origin; more are opened when more answers stream at once.
@@ -99,6 +101,7 @@ class Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.lost = False
         self.reused = False
+        self.used = False  # a request was sent on it
         self._buffer = bytearray()
         self._state = _Body.HEAD
         self._remaining = 0
@@ -155,6 +158,7 @@ class Connection(asyncio.Protocol):
         if self.transport is None:
             raise _ConnectionDropped("not connected")
         self._reset()
+        self.used = True
         self.transport.write(request)
 
     def _reset(self) -> None:
@@ -176,7 +180,8 @@ class Connection(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return self.complete and self._keep_alive and not self.lost and self._failure is None
+        ready = self.complete or not self.used
+        return ready and self._keep_alive and not self.lost and self._failure is None
 
     @property
     def parkable(self) -> bool:
@@ -393,6 +398,23 @@ class Pool:
     def __init__(self, tls: ssl.SSLContext | None) -> None:
         self._tls = tls
         self._idle: dict[Origin, list[Connection]] = {}
+        self._warming: dict[Origin, asyncio.Task[Connection]] = {}
+
+    def warm(self, origin: Origin) -> None:
+        """Open a connection now for a request expected soon (a call being greeted), unless
+        one is idle or being opened: the connect (and TLS handshake) then happens before
+        the caller speaks, not after. At most one extra connection per origin."""
+        if self._idle.get(origin) or origin in self._warming:
+            return
+        task = asyncio.ensure_future(self._connect(origin))
+        self._warming[origin] = task
+        task.add_done_callback(partial(self._warmed, origin))
+
+    def _warmed(self, origin: Origin, task: asyncio.Task[Connection]) -> None:
+        del self._warming[origin]
+        if not task.cancelled() and task.exception() is None:
+            self.release(origin, task.result())
+        # A failed warm-up is not reported: the request itself will connect, or fail, later.
 
     async def acquire(self, origin: Origin, *, fresh: bool = False) -> Connection:
         idle = self._idle.get(origin)
@@ -447,6 +469,13 @@ def pool_for_loop(tls: ssl.SSLContext | None) -> Pool:
     if pool is None:
         pool = _pools[loop] = Pool(tls)
     return pool
+
+
+def warm(url: str, *, tls: ssl.SSLContext | None = None) -> None:
+    """Have a connection to ``url``'s origin ready in this event loop's pool (if any)."""
+    origin, _ = split_url(url)
+    with suppress(RuntimeError):  # no running loop: nothing to keep it in
+        pool_for_loop(tls).warm(origin)
 
 
 def request_bytes(origin: Origin, path: str, headers: Mapping[str, str], body: bytes) -> bytes:

@@ -267,13 +267,13 @@ def behind_proxy(url: str) -> bool:
 
 def prepare(profile: Profile) -> None:
     """Build what the first answer would otherwise build, while the call is being greeted:
-    the TLS context (loading the CA bundle, ~20 ms once), or the SDK client when a proxy
-    sends requests through the SDK."""
+    the TLS context (loading the CA bundle, ~20 ms once) and a connection to the model, or
+    the SDK client when a proxy sends requests through the SDK."""
     url = completions_url(profile)
     if behind_proxy(url):
         client_for(profile)
-    elif url.startswith("https:"):
-        _tls_context()
+    else:
+        upstream.warm(url, tls=_tls_context() if url.startswith("https:") else None)
 
 
 def request_headers(profile: Profile) -> dict[str, str]:
