@@ -1,4 +1,4 @@
-"""calls/llm/upstream.py: the lean HTTP/1.1 client behind the model's streamed answers."""
+"""calls/llm/upstream/: the lean HTTP/1.1 client behind the model's streamed answers."""
 
 from __future__ import annotations
 
@@ -10,10 +10,13 @@ from contextlib import aclosing
 import pytest
 
 from bench.fake_model import CLIENT_CLOSED, COMPLETED, Fail, FakeModel, Gate, Text
-from calls.llm import upstream
 from calls.llm.profiles import Profile
 from calls.llm.responders import openai_chat
-from calls.llm.upstream import Connection, UpstreamError, UpstreamStatusError, post_events
+from calls.llm.upstream import pool as upstream_pool
+from calls.llm.upstream.client import post_events
+from calls.llm.upstream.connection import Connection
+from calls.llm.upstream.errors import UpstreamError, UpstreamStatusError
+from calls.llm.upstream.origin import Origin
 
 HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
 BODY = b'data: {"a": 1}\n\n: keep-alive comment\n\ndata: line one\ndata: line two\r\n\r\n'
@@ -157,32 +160,32 @@ async def test_warming_opens_one_connection_ahead_that_the_next_request_uses(
     model: FakeModel, count_connects: list[int]
 ):
     url = f"{model.base_url}/chat/completions"
-    upstream.warm(url)
-    upstream.warm(url)  # one is already being opened
-    pool = upstream.pool_for_loop(None)
+    upstream_pool.warm(url)
+    upstream_pool.warm(url)  # one is already being opened
+    pool = upstream_pool.pool_for_loop(None)
     while pool._warming:
         await asyncio.sleep(0.01)
-    upstream.warm(url)  # one is idle
+    upstream_pool.warm(url)  # one is idle
     assert count_connects == [1]
     assert await stream(model, "first answer")
     assert count_connects == [1], "the request took the warmed connection"
 
 
 def test_warming_outside_an_event_loop_does_nothing(count_connects: list[int]):
-    upstream.warm("http://127.0.0.1:9/v1/chat/completions")
+    upstream_pool.warm("http://127.0.0.1:9/v1/chat/completions")
     assert count_connects == [0]
 
 
 @pytest.fixture
 def count_connects(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     connects = [0]
-    original: Callable[..., object] = upstream.Pool._connect
+    original: Callable[..., object] = upstream_pool.Pool._connect
 
-    async def counting(self: upstream.Pool, origin: upstream.Origin) -> Connection:
+    async def counting(self: upstream_pool.Pool, origin: Origin) -> Connection:
         connects[0] += 1
         return await original(self, origin)  # type: ignore[misc]
 
-    monkeypatch.setattr(upstream.Pool, "_connect", counting)
+    monkeypatch.setattr(upstream_pool.Pool, "_connect", counting)
     return connects
 
 

@@ -6,7 +6,7 @@ tool-call records so they show in Retell's transcript. The HTTP stream is closed
 ``finally``: when a newer request cancels this answer, the upstream generation stops
 instead of running on unread.
 
-The request goes out through calls/llm/upstream.py, a lean HTTP/1.1 client, unless a
+The request goes out through calls/llm/upstream/, a lean HTTP/1.1 client, unless a
 proxy is configured for the endpoint (``HTTPS_PROXY`` and friends): then through the
 openai SDK, which knows proxies.
 """
@@ -31,7 +31,6 @@ import httpx2
 from django.conf import settings
 from openai import AsyncOpenAI, AsyncStream, DefaultAsyncHttpxClient
 
-from calls.llm import upstream
 from calls.llm.profiles import Profile, api_key_for, render
 from calls.llm.responders.base import (
     AnswerContext,
@@ -44,6 +43,9 @@ from calls.llm.responders.base import (
     Transfer,
     is_digit,
 )
+from calls.llm.upstream import pool as upstream_pool
+from calls.llm.upstream.client import post_events
+from calls.llm.upstream.errors import UpstreamError
 from retellhub import fastjson
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the openai SDK's default
@@ -273,7 +275,7 @@ def prepare(profile: Profile) -> None:
     if behind_proxy(url):
         client_for(profile)
     else:
-        upstream.warm(url, tls=_tls_context() if url.startswith("https:") else None)
+        upstream_pool.warm(url, tls=_tls_context() if url.startswith("https:") else None)
 
 
 def request_headers(profile: Profile) -> dict[str, str]:
@@ -298,7 +300,7 @@ async def chat_chunks(profile: Profile, body: dict[str, Any]) -> AsyncGenerator[
         async for chunk in sdk_chunks(profile, body):
             yield chunk
         return
-    events = upstream.post_events(
+    events = post_events(
         url,
         headers=request_headers(profile),
         body=fastjson.dumps(body),
@@ -310,7 +312,7 @@ async def chat_chunks(profile: Profile, body: dict[str, Any]) -> AsyncGenerator[
             chunk = fastjson.loads(data)
             if isinstance(chunk, dict) and chunk.get("error"):
                 # What the SDK raises as APIError: the endpoint failed mid-stream.
-                raise upstream.UpstreamError("the endpoint sent an error chunk")
+                raise UpstreamError("the endpoint sent an error chunk")
             yield chunk
 
 

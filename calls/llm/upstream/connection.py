@@ -1,78 +1,18 @@
-"""A small HTTP/1.1 client for one job: POST a JSON body, read back server-sent events.
-
-Why not the openai SDK over httpx: every layer of that stack (the SDK's request building
-and auth wrappers, httpx, httpcore, anyio, h11, the SDK's SSE decoder) runs on the event
-loop that also answers every call's pings and streams every other call's answer. Measured
-on the 2-core benchmark machine: ~3.2 ms of CPU per 20-token answer, about 45% of the
-socket server's CPU at 100 calls. This client does the same work in a fraction of that:
-one ``asyncio.Protocol`` per connection parses the response as bytes arrive, and the
-answer's task is woken once per event.
-
-What it supports is what chat-completion endpoints use: ``http``/``https`` (one shared TLS
-context), keep-alive connections pooled per origin and event loop, chunked or
-length-delimited or close-delimited bodies, no compression (it asks for ``identity``).
-Anything else (a redirect, an error status) raises :class:`UpstreamError`. A stream that
-is left early (a newer request cancelled the answer) closes its connection, which is how
-the endpoint learns to stop generating.
-"""
+"""One HTTP/1.1 connection as an ``asyncio.Protocol``: it parses each response as bytes
+arrive (chunked, length- or close-delimited) into the data of its server-sent events."""
 
 from __future__ import annotations
 
 import asyncio
-import ssl
-import weakref
 from collections import deque
-from collections.abc import AsyncGenerator, Mapping
-from contextlib import suppress
-from dataclasses import dataclass
 from enum import Enum, auto
-from functools import partial
-from urllib.parse import urlsplit
 
-# Idle connections kept per origin; more are opened when more answers stream at once.
-MAX_IDLE_PER_ORIGIN = 256
+from calls.llm.upstream.errors import ConnectionDropped, UpstreamError
+
 # Events parsed but not yet taken by the answer: past this the socket stops being read.
 MAX_QUEUED_EVENTS = 256
 MAX_HEAD_BYTES = 64 * 1024
 ERROR_BODY_BYTES = 2048
-
-
-class UpstreamError(Exception):
-    """The endpoint's answer is unusable; ``str()`` is safe to log (no transcript in it)."""
-
-
-class UpstreamStatusError(UpstreamError):
-    def __init__(self, status: int) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-
-
-class _ConnectionDropped(UpstreamError):
-    """Closed before any byte of the response arrived: a pooled connection that the server
-    had closed while idle. Safe to retry once on a fresh connection."""
-
-
-@dataclass(frozen=True, slots=True)
-class Origin:
-    scheme: str
-    host: str
-    port: int
-
-    @property
-    def host_header(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        default = 443 if self.scheme == "https" else 80
-        return host if self.port == default else f"{host}:{self.port}"
-
-
-def split_url(url: str) -> tuple[Origin, str]:
-    """``https://host[:port]/path?query`` -> (origin, ``/path?query``)."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise UpstreamError(f"unsupported URL scheme or host: {parts.scheme!r}")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return Origin(parts.scheme, parts.hostname, port), path
 
 
 class _Body(Enum):
@@ -147,7 +87,7 @@ class Connection(asyncio.Protocol):
             self._finish_body()
         elif self._state is not _Body.DONE and self._failure is None:
             if not self._received_any:
-                self._failure = _ConnectionDropped("connection closed before the response")
+                self._failure = ConnectionDropped("connection closed before the response")
             else:
                 self._failure = UpstreamError("connection closed mid-response")
         self._wake()
@@ -156,7 +96,7 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: bytes) -> None:
         if self.transport is None:
-            raise _ConnectionDropped("not connected")
+            raise ConnectionDropped("not connected")
         self._reset()
         self.used = True
         self.transport.write(request)
@@ -387,154 +327,3 @@ def _content_length(value: str) -> int:
     if length < 0:
         raise UpstreamError("bad content-length")
     return length
-
-
-# --- pool --------------------------------------------------------------------------------
-
-
-class Pool:
-    """Idle keep-alive connections per origin, for one event loop."""
-
-    def __init__(self, tls: ssl.SSLContext | None) -> None:
-        self._tls = tls
-        self._idle: dict[Origin, list[Connection]] = {}
-        self._warming: dict[Origin, asyncio.Task[Connection]] = {}
-
-    def warm(self, origin: Origin) -> None:
-        """Open a connection now for a request expected soon (a call being greeted), unless
-        one is idle or being opened: the connect (and TLS handshake) then happens before
-        the caller speaks, not after. At most one extra connection per origin."""
-        if self._idle.get(origin) or origin in self._warming:
-            return
-        task = asyncio.ensure_future(self._connect(origin))
-        self._warming[origin] = task
-        task.add_done_callback(partial(self._warmed, origin))
-
-    def _warmed(self, origin: Origin, task: asyncio.Task[Connection]) -> None:
-        del self._warming[origin]
-        if not task.cancelled() and task.exception() is None:
-            self.release(origin, task.result())
-        # A failed warm-up is not reported: the request itself will connect, or fail, later.
-
-    async def acquire(self, origin: Origin, *, fresh: bool = False) -> Connection:
-        idle = self._idle.get(origin)
-        while idle and not fresh:
-            connection = idle.pop()
-            transport = connection.transport
-            if connection.reusable and transport is not None and not transport.is_closing():
-                connection.reused = True
-                return connection
-            if transport is not None:
-                transport.close()  # closed by the server, or its last response never ended
-        return await self._connect(origin)
-
-    async def _connect(self, origin: Origin) -> Connection:
-        loop = asyncio.get_running_loop()
-        tls = None
-        if origin.scheme == "https":
-            tls = self._tls or ssl.create_default_context()
-        _transport, connection = await loop.create_connection(
-            Connection,
-            origin.host,
-            origin.port,
-            ssl=tls,
-            server_hostname=origin.host if tls else None,
-        )
-        return connection
-
-    def release(self, origin: Origin, connection: Connection) -> None:
-        """Keep the connection for the next request if its response ended cleanly; close it
-        otherwise (an abandoned stream: closing is what tells the endpoint to stop)."""
-        idle = self._idle.setdefault(origin, [])
-        if connection.parkable and len(idle) < MAX_IDLE_PER_ORIGIN:
-            idle.append(connection)
-        elif connection.transport is not None:
-            connection.transport.close()
-
-    def close(self) -> None:
-        for idle in self._idle.values():
-            for connection in idle:
-                if connection.transport is not None:
-                    connection.transport.close()
-        self._idle.clear()
-
-
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Pool] = weakref.WeakKeyDictionary()
-
-
-def pool_for_loop(tls: ssl.SSLContext | None) -> Pool:
-    """This event loop's pool: pooled connections cannot cross event loops."""
-    loop = asyncio.get_running_loop()
-    pool = _pools.get(loop)
-    if pool is None:
-        pool = _pools[loop] = Pool(tls)
-    return pool
-
-
-def warm(url: str, *, tls: ssl.SSLContext | None = None) -> None:
-    """Have a connection to ``url``'s origin ready in this event loop's pool (if any)."""
-    origin, _ = split_url(url)
-    with suppress(RuntimeError):  # no running loop: nothing to keep it in
-        pool_for_loop(tls).warm(origin)
-
-
-def request_bytes(origin: Origin, path: str, headers: Mapping[str, str], body: bytes) -> bytes:
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {origin.host_header}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-        "Accept: text/event-stream",
-        "Accept-Encoding: identity",
-        *(f"{name}: {value}" for name, value in headers.items()),
-    ]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-async def post_events(
-    url: str,
-    *,
-    headers: Mapping[str, str],
-    body: bytes,
-    tls: ssl.SSLContext | None = None,
-    last_event: bytes | None = None,
-) -> AsyncGenerator[bytes, None]:
-    """POST ``body`` to ``url`` and yield the data of each server-sent event, up to the
-    response's end or an event starting with ``last_event`` (not yielded).
-
-    Closing the generator early (or cancelling its consumer) closes the connection.
-    """
-    origin, path = split_url(url)
-    pool = pool_for_loop(tls)
-    request = request_bytes(origin, path, headers, body)
-    connection = await _send_with_one_retry(pool, origin, request)
-    try:
-        status = await connection.wait_head()
-        if not 200 <= status < 300:
-            await connection.read_error_body()
-            raise UpstreamStatusError(status)
-        while (event := await connection.next_event()) is not None:
-            if last_event is not None and event.startswith(last_event):
-                connection.finished = True
-                return
-            yield event
-    finally:
-        # An abandoned response (cancelled answer, error) is not reusable: release closes it.
-        pool.release(origin, connection)
-
-
-async def _send_with_one_retry(pool: Pool, origin: Origin, request: bytes) -> Connection:
-    connection = await pool.acquire(origin)
-    connection.send(request)
-    if not connection.reused:
-        return connection
-    try:
-        await connection.wait_head()
-    except _ConnectionDropped:
-        # The server closed the idle connection as we reused it; nothing was processed.
-        connection = await pool.acquire(origin, fresh=True)
-        connection.send(request)
-    except BaseException:
-        pool.release(origin, connection)
-        raise
-    return connection
