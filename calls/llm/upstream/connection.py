@@ -4,10 +4,10 @@ arrive (chunked, length- or close-delimited) into the data of its server-sent ev
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from enum import Enum, auto
 
 from calls.llm.upstream.errors import ConnectionDropped, UpstreamError
+from calls.llm.upstream.sse import EventStream
 
 # Events parsed but not yet taken by the answer: past this the socket stops being read.
 MAX_QUEUED_EVENTS = 256
@@ -49,10 +49,8 @@ class Connection(asyncio.Protocol):
         self._received_any = False
         self.status = 0
         self._error_body = bytearray()
-        self._sse = bytearray()
-        self._data_lines: list[bytes] = []
-        self._event_name = b""
-        self.events: deque[bytes] = deque()
+        self._sse = EventStream()
+        self.events = self._sse.events
         # The stream's own end marker was read: only the body's framing may still follow.
         self.finished = False
         self._paused = False
@@ -107,10 +105,7 @@ class Connection(asyncio.Protocol):
         self._received_any = False
         self.status = 0
         self._error_body.clear()
-        self._sse.clear()
-        self._data_lines = []
-        self._event_name = b""
-        self.events.clear()
+        self._sse.reset()
         self.finished = False
         self._failure = None
 
@@ -272,32 +267,9 @@ class Connection(asyncio.Protocol):
         if self.status >= 300:
             self._error_body += data[: max(ERROR_BODY_BYTES - len(self._error_body), 0)]
             return
-        self._sse += data
-        start = 0
-        while (end := self._sse.find(b"\n", start)) >= 0:
-            self._sse_line(bytes(self._sse[start:end]).rstrip(b"\r"))
-            start = end + 1
-        del self._sse[:start]
-
-    def _sse_line(self, line: bytes) -> None:
-        """One line of the text/event-stream format (HTML's server-sent events)."""
-        if not line:
-            if self._data_lines:
-                if self._event_name == b"error":
-                    self._fail(UpstreamError("the stream reported an error event"))
-                self.events.append(b"\n".join(self._data_lines))
-            self._data_lines = []
-            self._event_name = b""
-            return
-        if line.startswith(b":"):
-            return  # a comment, e.g. a keep-alive
-        name, _, value = line.partition(b":")
-        if value.startswith(b" "):
-            value = value[1:]
-        if name == b"data":
-            self._data_lines.append(value)
-        elif name == b"event":
-            self._event_name = value
+        self._sse.feed(data)
+        if self._sse.errored:
+            self._fail(UpstreamError("the stream reported an error event"))
 
 
 def _status(line: str) -> tuple[str, int]:
