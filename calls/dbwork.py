@@ -20,18 +20,33 @@ from django.db import connections
 
 R = TypeVar("R")
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
+
+class LazyThreadPool:
+    """A named thread pool created on first use, so its size is read from settings then
+    rather than at import; ``reset`` shuts it down (for tests that change the size)."""
+
+    def __init__(self, prefix: str, size: Callable[[], int]) -> None:
+        self._prefix = prefix
+        self._size = size
+        self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
+
+    def get(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(
+                    max_workers=self._size(), thread_name_prefix=self._prefix
+                )
+            return self._executor
+
+    def reset(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(
-                max_workers=settings.DB_WORKER_THREADS, thread_name_prefix="retellhub-db"
-            )
-        return _executor
+db_threads = LazyThreadPool("retellhub-db", lambda: settings.DB_WORKER_THREADS)
 
 
 def _drop_broken_connections() -> None:
@@ -68,7 +83,7 @@ def run_db_job(fn: Callable[..., R], /, **kwargs: Any) -> R:
 
 def submit_db_job(fn: Callable[[], None]) -> None:
     """Start ``fn()`` on a database thread without waiting for it (it must not raise)."""
-    _pool().submit(fn)
+    db_threads.get().submit(fn)
 
 
 def run_db_sync(fn: Callable[..., R], /, **kwargs: Any) -> R:
@@ -80,4 +95,4 @@ def run_db_sync(fn: Callable[..., R], /, **kwargs: Any) -> R:
     """
     if settings.DB_WORKER_THREADS == 0:
         return fn(**kwargs)
-    return _pool().submit(partial(run_db_job, fn, **kwargs)).result()
+    return db_threads.get().submit(partial(run_db_job, fn, **kwargs)).result()

@@ -15,9 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def pool(settings):
     settings.DB_WORKER_THREADS = 2
     yield
-    if dbwork._executor is not None:
-        dbwork._executor.shutdown(wait=True)
-        dbwork._executor = None
+    dbwork.db_threads.reset()
 
 
 def create_call(*, call_id: str) -> str:

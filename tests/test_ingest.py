@@ -23,9 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def db_threads(settings: Any) -> Any:
     settings.DB_WORKER_THREADS = 1
     yield
-    if dbwork._executor is not None:
-        dbwork._executor.shutdown(wait=True)
-        dbwork._executor = None
+    dbwork.db_threads.reset()
 
 
 @pytest.fixture

@@ -152,9 +152,7 @@ def test_the_opening_reads_say_whether_it_is_a_reconnect_and_agents_have_profile
 def db_threads(settings: Any) -> Iterator[None]:
     settings.DB_WORKER_THREADS = 1
     yield
-    if dbwork._executor is not None:
-        dbwork._executor.shutdown(wait=True)
-        dbwork._executor = None
+    dbwork.db_threads.reset()
 
 
 @pytest.mark.django_db(transaction=True)
@@ -188,9 +186,7 @@ async def test_a_failed_write_raises_in_the_awaiting_task():
 def read_threads(settings: Any) -> Iterator[None]:
     settings.DB_WORKER_THREADS = 1
     yield
-    if reads._executor is not None:
-        reads._executor.shutdown(wait=True)
-        reads._executor = None
+    reads.read_threads.reset()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -11,30 +11,19 @@ database threads that writes queue on: a read never waits behind a write.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 
-from calls.dbwork import run_db_job
+from calls.dbwork import LazyThreadPool, run_db_job
 
 T = TypeVar("T")
 READ_THREADS = 2
 
-_lock = threading.Lock()
-_executor: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    global _executor
-    with _lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(READ_THREADS, thread_name_prefix="retellhub-read")
-        return _executor
+read_threads = LazyThreadPool("retellhub-read", lambda: READ_THREADS)
 
 
 async def aread(function: Callable[..., T], /, **kwargs: Any) -> T:
@@ -43,4 +32,4 @@ async def aread(function: Callable[..., T], /, **kwargs: Any) -> T:
         # The in-process tests: their transaction is visible only to Django's own threads.
         return await database_sync_to_async(function, thread_sensitive=False)(**kwargs)
     loop = asyncio.get_running_loop()
-    return await loop.run_in_executor(_pool(), partial(run_db_job, function, **kwargs))
+    return await loop.run_in_executor(read_threads.get(), partial(run_db_job, function, **kwargs))
