@@ -9,12 +9,14 @@ between jobs and drop it only after an error, as Django's request cycle would.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
 
+from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import connections
 
@@ -79,6 +81,18 @@ def run_db_job(fn: Callable[..., R], /, **kwargs: Any) -> R:
     finally:
         _drop_broken_connections()
         _return_pooled_connections()
+
+
+async def arun_db_job(threads: LazyThreadPool, fn: Callable[..., R], /, **kwargs: Any) -> R:
+    """``fn(**kwargs)`` as one job on one of ``threads``, awaited without blocking the loop.
+
+    With ``DB_WORKER_THREADS = 0`` (the in-process tests, whose transaction a pool thread
+    could not see) it runs on a worker thread of Channels' instead.
+    """
+    if settings.DB_WORKER_THREADS == 0:
+        return await database_sync_to_async(fn, thread_sensitive=False)(**kwargs)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(threads.get(), partial(run_db_job, fn, **kwargs))
 
 
 def submit_db_job(fn: Callable[[], None]) -> None:

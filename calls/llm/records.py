@@ -11,17 +11,13 @@ they never wait for a write.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import suppress
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from channels.db import database_sync_to_async
-from django.conf import settings
 from django.utils import timezone
 
-from calls.dbwork import run_db_job, submit_db_job
+from calls.dbwork import arun_db_job, db_threads
 from calls.llm.profiles import agent_profiles_configured
 from calls.llm.reads import aread
 from calls.models import Call, CallStatus
@@ -115,49 +111,9 @@ def opening_facts(*, call_id: str) -> Opening:
     )
 
 
-def _in_thread(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    return database_sync_to_async(function, thread_sensitive=False)
-
-
 async def _on_db_thread(function: Callable[..., T], /, **kwargs: Any) -> T:
-    """``function(**kwargs)`` as one job on a database thread (calls/dbwork.py), awaited
-    without blocking the loop. With no database threads (the in-process tests, whose
-    transaction a pool thread could not see) it runs on a worker thread as before."""
-    if settings.DB_WORKER_THREADS == 0:
-        return await _in_thread(function)(**kwargs)
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[T] = loop.create_future()
-
-    def job() -> None:
-        try:
-            result = run_db_job(function, **kwargs)
-        except BaseException as exc:  # handed to the awaiting task, which logs it
-            _settle_soon(loop, done, None, exc)
-        else:
-            _settle_soon(loop, done, result, None)
-
-    submit_db_job(job)
-    return await done
-
-
-def _settle_soon(
-    loop: asyncio.AbstractEventLoop,
-    future: asyncio.Future[T],
-    result: T | None,
-    error: BaseException | None,
-) -> None:
-    # The loop may be gone (server shut down) by the time a job ends: nobody waits then.
-    with suppress(RuntimeError):
-        loop.call_soon_threadsafe(_settle, future, result, error)
-
-
-def _settle(future: asyncio.Future[T], result: T | None, error: BaseException | None) -> None:
-    if future.done():  # the awaiting task was cancelled meanwhile
-        return
-    if error is not None:
-        future.set_exception(error)
-    else:
-        future.set_result(result)  # type: ignore[arg-type]  # T when there was no error
+    # One job on a database thread (calls/dbwork.py), like the webhook's writes.
+    return await arun_db_job(db_threads, function, **kwargs)
 
 
 async def asave_transcript(
