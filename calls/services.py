@@ -66,14 +66,18 @@ def _calls_locked(call_ids: Collection[str]) -> list[Call]:
     return rows_locked(Call, key="call_id", values=call_ids, columns=CALL_MERGE_COLUMNS)
 
 
+# What a locked read loads (rows_locked adds the key), in the model's column order.
+_LOCKED_ATTNAMES = [
+    f.attname
+    for f in Call._meta.concrete_fields
+    if f.primary_key or f.attname in CALL_MERGE_COLUMNS
+]
+
+
 def _as_locked(call: Call) -> Call:
     """A just-inserted call as a locked read returns it: only the merge columns loaded."""
-    names = [
-        f.attname
-        for f in Call._meta.concrete_fields
-        if f.primary_key or f.attname in CALL_MERGE_COLUMNS
-    ]
-    return Call.from_db(call._state.db, names, [getattr(call, name) for name in names])
+    values = [getattr(call, name) for name in _LOCKED_ATTNAMES]
+    return Call.from_db(call._state.db, _LOCKED_ATTNAMES, values)
 
 
 def call_merge(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
