@@ -34,7 +34,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 import uuid
@@ -53,8 +52,9 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench._common import latency_line, percentile
+from bench.spawn import process_cpu_seconds, spawned_server
+from tests.servers import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 TURN_TIMEOUT = 15.0
 PHRASES = [
     "I would like to book an appointment for next week",
@@ -310,14 +310,6 @@ async def run(url: str, args: argparse.Namespace) -> tuple[Tally, float]:
 # --- servers -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _wait_http(url: str, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -329,64 +321,42 @@ def _wait_http(url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{url} did not answer within {timeout}s")
 
 
-def _server_command(kind: str, python: str, port: int) -> list[str]:
-    """daphne (the default, as in the issue) or the production server, manage.py serve."""
-    if kind in ("uvicorn", "serve"):
-        return [python, "manage.py", "serve", "--port", str(port), "--no-access-log"]
-    return [
-        python,
-        "-m",
-        "daphne",
-        "-b",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "retellhub.asgi:application",
-    ]
+@contextmanager
+def _fake_model(args: argparse.Namespace) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "bench.fake_model", "--port", str(port),
+        "--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms),
+        "--tokens", str(args.tokens),
+    ]  # fmt: skip
+    model = subprocess.Popen(command, cwd=ROOT)  # noqa: S603 - our own interpreter and module
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/stats")
+        yield port, model
+    finally:
+        model.terminate()
+        model.wait(10)
 
 
 @contextmanager
 def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
-    """The fake model and daphne (on a fresh SQLite database), stopped afterwards."""
-    model_port, server_port = _free_port(), _free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="socket-bench-"))
-    env = {
-        **os.environ,
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-0123456789-bench-secret-key",
-        "RETELL_API_KEY": "key_bench",
-        "DATABASE_URL": os.environ.get("DATABASE_URL", f"sqlite:///{workdir / 'bench.sqlite3'}"),
-        "AGENT_RESPONDER": "openai",
-        "OPENAI_BASE_URL": f"http://127.0.0.1:{model_port}/v1",
-        "OPENAI_API_KEY": "sk-bench",
-        "OPENAI_MODEL": "fake-model",
-        "LOG_LEVEL": "WARNING",
-    }
-    python = sys.executable
-    subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-        [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
-    )
-    model_cmd = [
-        python, "-m", "bench.fake_model", "--port", str(model_port),
-        "--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms),
-        "--tokens", str(args.tokens),
-    ]  # fmt: skip
-    server_cmd = _server_command(args.server, python, server_port)
-    log = (workdir / "server.log").open("wb")
-    model = subprocess.Popen(model_cmd, cwd=ROOT, env=env)  # noqa: S603
-    server = subprocess.Popen(server_cmd, cwd=ROOT, env=env, stdout=log, stderr=log)  # noqa: S603
-    try:
-        _wait_http(f"http://127.0.0.1:{model_port}/stats")
-        _wait_http(f"http://127.0.0.1:{server_port}/ping")
-        before = cpu_snapshot(server.pid, model.pid)
-        yield f"ws://127.0.0.1:{server_port}", f"http://127.0.0.1:{model_port}"
-        print_cpu(before, cpu_snapshot(server.pid, model.pid))
-    finally:
-        for process in (server, model):
-            process.terminate()
-            process.wait(10)
-        log.close()
-        print(f"(server log: {workdir / 'server.log'})")
+    """The fake model and the server (bench/spawn.py: a fresh SQLite database unless
+    ``$DATABASE_URL`` is set) answering calls with it, stopped afterwards."""
+    kind = "uvicorn" if args.server == "serve" else args.server
+    with _fake_model(args) as (model_port, model):
+        model_url = f"http://127.0.0.1:{model_port}"
+        responder = {
+            "AGENT_RESPONDER": "openai",
+            "OPENAI_BASE_URL": f"{model_url}/v1",
+            "OPENAI_API_KEY": "sk-bench",
+            "OPENAI_MODEL": "fake-model",
+        }
+        with spawned_server(kind, responder) as server:
+            pid = server.running.process.pid
+            before = cpu_snapshot(pid, model.pid)
+            yield server.ws_url, model_url
+            print_cpu(before, cpu_snapshot(pid, model.pid))
+        print(f"(server log: {server.running.log_path})")
 
 
 @dataclass(frozen=True)
@@ -401,11 +371,7 @@ class CpuSnapshot:
 
 
 def _process_cpu(pid: int) -> float:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return process_cpu_seconds(pid) or 0.0
 
 
 def _machine_cpu() -> tuple[float, float]:

@@ -37,12 +37,16 @@ class SpawnedServer:
 
     def cpu_seconds(self) -> float | None:
         """User + system CPU of the server process so far; None where /proc is missing."""
-        try:
-            fields = Path(f"/proc/{self.running.process.pid}/stat").read_text().split(")")[-1]
-        except OSError:
-            return None
-        utime, stime = (int(value) for value in fields.split()[11:13])
-        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_seconds(self.running.process.pid)
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of process ``pid`` so far; None where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
