@@ -149,14 +149,16 @@ def test_the_opening_reads_say_whether_it_is_a_reconnect_and_agents_have_profile
 
 
 @pytest.fixture
-def db_threads(settings: Any) -> Iterator[None]:
+def own_threads(settings: Any) -> Iterator[None]:
+    """Jobs on the real database and read threads, each started afresh and shut down."""
     settings.DB_WORKER_THREADS = 1
     yield
     dbwork.db_threads.reset()
+    reads.read_threads.reset()
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("db_threads")
+@pytest.mark.usefixtures("own_threads")
 async def test_socket_writes_run_on_the_database_threads_and_are_awaited():
     written_on: list[str] = []
 
@@ -171,7 +173,7 @@ async def test_socket_writes_run_on_the_database_threads_and_are_awaited():
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("db_threads")
+@pytest.mark.usefixtures("own_threads")
 async def test_a_failed_write_raises_in_the_awaiting_task():
     def broken(**_: Any) -> None:
         raise RuntimeError("disk full")
@@ -182,15 +184,8 @@ async def test_a_failed_write_raises_in_the_awaiting_task():
     assert await Call.objects.filter(call_id=CALL_ID).aexists(), "the thread is still usable"
 
 
-@pytest.fixture
-def read_threads(settings: Any) -> Iterator[None]:
-    settings.DB_WORKER_THREADS = 1
-    yield
-    reads.read_threads.reset()
-
-
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("read_threads")
+@pytest.mark.usefixtures("own_threads")
 async def test_socket_reads_run_on_read_threads_that_keep_their_connection():
     opened: list[str] = []
 
