@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
 import subprocess
 import sys
 import time
@@ -52,7 +51,8 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
 from bench._common import latency_line, percentile
-from bench.spawn import process_cpu_seconds, spawned_server
+from bench.cpu import cpu_snapshot, print_cpu
+from bench.spawn import spawned_server
 from tests.servers import ROOT, free_port
 
 TURN_TIMEOUT = 15.0
@@ -357,54 +357,6 @@ def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
             yield server.ws_url, model_url
             print_cpu(before, cpu_snapshot(pid, model.pid))
         print(f"(server log: {server.running.log_path})")
-
-
-@dataclass(frozen=True)
-class CpuSnapshot:
-    """CPU seconds so far (Linux /proc; zeros elsewhere): ours, and the whole machine's."""
-
-    server: float
-    model: float
-    client: float
-    machine_busy: float
-    machine_total: float
-
-
-def _process_cpu(pid: int) -> float:
-    return process_cpu_seconds(pid) or 0.0
-
-
-def _machine_cpu() -> tuple[float, float]:
-    try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:9]]
-    except OSError:
-        return 0.0, 0.0
-    hz = os.sysconf("SC_CLK_TCK")
-    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
-
-
-def cpu_snapshot(server_pid: int, model_pid: int) -> CpuSnapshot:
-    busy, total = _machine_cpu()
-    return CpuSnapshot(
-        _process_cpu(server_pid), _process_cpu(model_pid), time.process_time(), busy, total
-    )
-
-
-def print_cpu(before: CpuSnapshot, after: CpuSnapshot) -> None:
-    """Our processes' CPU, and what everything else on the machine took meanwhile: on a
-    shared machine other jobs' load shows up in every latency figure above."""
-    server = after.server - before.server
-    model = after.model - before.model
-    client = after.client - before.client
-    total = after.machine_total - before.machine_total
-    others = (after.machine_busy - before.machine_busy) - server - model - client
-    cores = os.cpu_count() or 1
-    if total > 0:
-        print(
-            f"  CPU seconds: server {server:.1f}, fake model {model:.1f}, load client "
-            f"{client:.1f}; other processes {max(others, 0):.1f} "
-            f"({100 * max(others, 0) / total:.0f}% of {cores} cores)"
-        )
 
 
 def model_stats(model_url: str) -> dict[str, int]:

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import process_cpu_seconds
 from tests.servers import ROOT, RunningServer, asgi_server_process
 
 SERVER_KINDS = ("daphne", "uvicorn")
@@ -38,15 +39,6 @@ class SpawnedServer:
     def cpu_seconds(self) -> float | None:
         """User + system CPU of the server process so far; None where /proc is missing."""
         return process_cpu_seconds(self.running.process.pid)
-
-
-def process_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of process ``pid`` so far; None where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
