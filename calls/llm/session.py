@@ -20,7 +20,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
@@ -52,7 +52,6 @@ from calls.llm.protocol import (
     tool_result_frame,
 )
 from calls.llm.responders import (
-    Action,
     AnswerContext,
     EndCall,
     Piece,
@@ -64,6 +63,7 @@ from calls.llm.responders import (
     prepare_responder,
     responder_for,
 )
+from calls.llm.turns import Turn, elapsed_ms
 from retellhub import metrics
 
 logger = logging.getLogger(__name__)
@@ -73,8 +73,6 @@ CloseSocket = Callable[[int], Awaitable[None]]
 
 NORMAL_CLOSURE = 1000
 MAX_TURN_RECORDS = 1000
-# end_call > transfer_number > digit_to_press: at most one action per answer (D-FN).
-ACTION_PRECEDENCE: dict[type[Action], int] = {EndCall: 3, Transfer: 2, PressDigit: 1}
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,60 +92,6 @@ class SessionOptions:
             end_call_close_delay=settings.LLM_END_CALL_CLOSE_MS / 1000,
             transcript_save_interval=settings.LLM_TRANSCRIPT_SAVE_INTERVAL_MS / 1000,
         )
-
-
-def _elapsed_ms(since: float) -> float:
-    return round((time.perf_counter() - since) * 1000, 3)
-
-
-@dataclass(slots=True)
-class Turn:
-    """One requested answer and how it went; the figures land in the session CallEvent."""
-
-    response_id: int
-    kind: str
-    received: float
-    outcome: str = "open"
-    first_frame_ms: float | None = None
-    complete_ms: float | None = None
-    tool_calls: list[str] = field(default_factory=list)
-    action: Action | None = None
-    spoken: bool = False
-
-    def frame_sent(self, *, complete: bool) -> None:
-        if self.first_frame_ms is None:
-            self.first_frame_ms = _elapsed_ms(self.received)
-            metrics.llm_first_frame(milliseconds=self.first_frame_ms)
-        if complete:
-            self.complete_ms = _elapsed_ms(self.received)
-
-    def offer(self, action: Action) -> None:
-        if (
-            self.action is None
-            or ACTION_PRECEDENCE[type(action)] > ACTION_PRECEDENCE[type(self.action)]
-        ):
-            self.action = action
-
-    def action_fields(self) -> dict[str, Any]:
-        match self.action:
-            case EndCall():
-                return {"end_call": True}
-            case Transfer(number=number):
-                return {"transfer_number": number}
-            case PressDigit(digit=digit):
-                return {"digit_to_press": digit}
-        return {}
-
-    def as_record(self) -> dict[str, Any]:
-        return {
-            "response_id": self.response_id,
-            "kind": self.kind,
-            "outcome": self.outcome,
-            "first_frame_ms": self.first_frame_ms,
-            "complete_ms": self.complete_ms,
-            "tool_calls": self.tool_calls,
-            "action": next(iter(self.action_fields()), None),
-        }
 
 
 class CallSession:
@@ -317,7 +261,7 @@ class CallSession:
         # the agent wait for the caller instead of greeting them a second time.
         begin = "" if self.reconnect else render(profile.begin_message, self.variables)
         if await self._send_for(BEGIN_RESPONSE_ID, final_frame(BEGIN_RESPONSE_ID, begin, {})):
-            self.begin_ms = _elapsed_ms(self._opened)
+            self.begin_ms = elapsed_ms(self._opened)
 
     async def _choose_profile(self, *, per_agent: bool) -> Profile:
         fallback = default_profile()
