@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.fake_http import ClientClosed, Connection, sse_event
+
 COMPLETED = "completed"
 CLIENT_CLOSED = "client_closed"
 ERROR_STATUS = "error_status"
@@ -111,119 +113,6 @@ def _last_user_message(request: dict[str, Any]) -> str:
 def _slim(request: dict[str, Any]) -> dict[str, Any]:
     """What a record needs when nobody will inspect the request: the last user message."""
     return {"messages": [{"role": "user", "content": _last_user_message(request)}]}
-
-
-# --- HTTP --------------------------------------------------------------------------------
-
-
-class _ClientClosed(Exception):
-    pass
-
-
-class _Connection:
-    """One keep-alive client connection; watches for the client hanging up mid-stream."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.buffer = bytearray()
-        self.watcher: asyncio.Task[bytes] | None = None
-
-    async def read_request(self) -> tuple[str, str, dict[str, str], bytes] | None:
-        while b"\r\n\r\n" not in self.buffer:
-            data = await self.reader.read(65536)
-            if not data:
-                return None
-            self.buffer += data
-        head, _, rest = bytes(self.buffer).partition(b"\r\n\r\n")
-        request_line, *lines = head.decode("latin-1").split("\r\n")
-        method, path, _version = request_line.split(" ", 2)
-        headers = {}
-        for line in lines:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        length = int(headers.get("content-length") or 0)
-        while len(rest) < length:
-            data = await self.reader.read(65536)
-            if not data:
-                return None
-            rest += data
-        self.buffer = bytearray(rest[length:])
-        return method, path, headers, rest[:length]
-
-    def start_watching(self) -> None:
-        # The client sends nothing while it reads a stream, so a read that returns means
-        # it hung up (EOF) — the signal a cancelled answer must produce.
-        self.watcher = asyncio.ensure_future(self.reader.read(65536))
-        # A reset is how a cancelled answer often looks; _hung_up reads it, or nobody
-        # does (the stream ended first): either way not worth a "never retrieved" report.
-        self.watcher.add_done_callback(_retrieve)
-
-    async def stop_watching(self) -> bool:
-        """Stop the watcher; True when the client had closed the connection."""
-        watcher, self.watcher = self.watcher, None
-        if watcher is None:
-            return False
-        if not watcher.done():
-            watcher.cancel()  # a cancelled StreamReader.read loses no data
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
-            return False
-        if _hung_up(watcher):
-            return True
-        self.buffer += watcher.result()
-        return False
-
-    async def wait(self, awaitable: Any) -> None:
-        """Await ``awaitable`` unless the client hangs up first."""
-        task = asyncio.ensure_future(awaitable)
-        watcher = self.watcher
-        waiting = {task} if watcher is None else {task, watcher}
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-        if watcher is not None and _hung_up(watcher):
-            task.cancel()
-            raise _ClientClosed
-        await task
-
-    async def write(self, data: bytes) -> None:
-        if self.watcher is not None and _hung_up(self.watcher):
-            raise _ClientClosed
-        self.writer.write(data)
-        try:
-            await self.writer.drain()
-        except ConnectionError:
-            raise _ClientClosed from None
-
-    async def respond(self, status: int, body: bytes, content_type: str) -> None:
-        head = (
-            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
-            f"Content-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n"
-        )
-        await self.write(head.encode() + body)
-
-
-def _retrieve(task: asyncio.Future[bytes]) -> None:
-    if not task.cancelled():
-        task.exception()
-
-
-def _hung_up(watcher: asyncio.Task[bytes]) -> bool:
-    """Whether the watcher saw the client go: EOF, or a reset (closing a socket that still
-    has unread data sends RST instead of FIN)."""
-    if not watcher.done() or watcher.cancelled():
-        return False
-    if watcher.exception() is not None:
-        return isinstance(watcher.exception(), ConnectionError)
-    return watcher.result() == b""
-
-
-def _chunk(payload: bytes) -> bytes:
-    return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
-
-
-def _event(document: dict[str, Any] | str) -> bytes:
-    data = document if isinstance(document, str) else json.dumps(document)
-    return _chunk(f"data: {data}\n\n".encode())
 
 
 class FakeModel:
@@ -341,7 +230,7 @@ class FakeModel:
     # --- handling ----------------------------------------------------------------------
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = _Connection(reader, writer)
+        connection = Connection(reader, writer)
         task = asyncio.current_task()
         if task is not None:
             self._handlers.add(task)
@@ -357,7 +246,7 @@ class FakeModel:
                     await self._complete(connection, json.loads(body or b"{}"))
                 else:
                     await connection.respond(404, b'{"error": "not found"}', "application/json")
-        except (_ClientClosed, ConnectionError, asyncio.CancelledError):
+        except (ClientClosed, ConnectionError, asyncio.CancelledError):
             pass
         finally:
             with contextlib.suppress(Exception):
@@ -377,7 +266,7 @@ class FakeModel:
             steps.append(word)
         return steps
 
-    async def _complete(self, connection: _Connection, request: dict[str, Any]) -> None:
+    async def _complete(self, connection: Connection, request: dict[str, Any]) -> None:
         with self._lock:
             kept = request if self.keep_requests else _slim(request)
             record = StreamRecord(index=next(self._counter), request=kept)
@@ -392,14 +281,14 @@ class FakeModel:
                 )
                 return
             await self._stream(connection, record, steps)
-        except _ClientClosed:
+        except ClientClosed:
             record.outcome = CLIENT_CLOSED
             raise
         finally:
             record.ended.set()
 
     async def _stream(
-        self, connection: _Connection, record: StreamRecord, steps: Sequence[Step]
+        self, connection: Connection, record: StreamRecord, steps: Sequence[Step]
     ) -> None:
         await connection.write(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
@@ -415,13 +304,13 @@ class FakeModel:
                 case Gate(name=name):
                     await connection.wait(self._gate(name).wait())
                 case Text(text=text):
-                    await connection.write(_event(_chunk_doc(chunk_id, {"content": text})))
+                    await connection.write(sse_event(_chunk_doc(chunk_id, {"content": text})))
                     record.chunks_sent += 1
                 case ToolCall(name=name, arguments=arguments):
                     delta = _tool_delta(
                         tool_index, f"call_{chunk_id}_{tool_index}", name, arguments
                     )
-                    await connection.write(_event(_chunk_doc(chunk_id, delta)))
+                    await connection.write(sse_event(_chunk_doc(chunk_id, delta)))
                     tool_index += 1
                 case Drop():
                     record.outcome = DROPPED
@@ -429,10 +318,10 @@ class FakeModel:
                     connection.writer.close()
                     raise ConnectionResetError
         finish = "tool_calls" if tool_index else "stop"
-        await connection.write(_event(_chunk_doc(chunk_id, {}, finish)))
-        await connection.write(_event("[DONE]") + b"0\r\n\r\n")
+        await connection.write(sse_event(_chunk_doc(chunk_id, {}, finish)))
+        await connection.write(sse_event("[DONE]") + b"0\r\n\r\n")
         if await connection.stop_watching():
-            raise _ClientClosed
+            raise ClientClosed
         record.outcome = COMPLETED
 
 
