@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -182,11 +183,14 @@ def _fill(rng: random.Random) -> dict[str, str]:
     }  # fmt: skip
 
 
-def render_call(rng: random.Random, run_id: str) -> tuple[bytes, bytes, bytes]:
+def render_call(
+    rng: random.Random, run_id: str, *, payload_key: str = "call"
+) -> tuple[bytes, bytes, bytes]:
     """The three webhook bodies of one call, with ``CALL_ID_SLOT`` where the id goes.
 
     The transcript is grown until the ended/analyzed bodies land on a random size in
     [MIN_BODY_BYTES, MAX_TEMPLATE_BYTES]; call_started carries at most the greeting.
+    ``payload_key="data"`` gives the legacy shape (what Retell's own demo reads).
     """
     fill = _fill(rng)
     start_ms = time.time_ns() // 1_000_000 - rng.randrange(60_000, 3_600_000)
@@ -219,4 +223,17 @@ def render_call(rng: random.Random, run_id: str) -> tuple[bytes, bytes, bytes]:
 
     opening = turns[: rng.randint(0, 2)]
     started = dict(call, transcript=transcript_text(opening), transcript_object=opening)
-    return encode_json({"event": "call_started", "call": started}), ended_body, analyzed_body
+    bodies = (encode_json({"event": "call_started", "call": started}), ended_body, analyzed_body)
+    if payload_key == "call":
+        return bodies
+    # Same length either way ("call" and "data" are both four letters), so sizes hold.
+    first, second, third = (_with_payload_key(body, payload_key) for body in bodies)
+    return first, second, third
+
+
+PAYLOAD_KEYS = ("call", "data")
+
+
+def _with_payload_key(body: bytes, payload_key: str) -> bytes:
+    value = json.loads(body)
+    return encode_json({"event": value["event"], payload_key: value["call"]})

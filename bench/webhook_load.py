@@ -7,6 +7,7 @@ Usage (against a server that is already running)::
     python bench/webhook_load.py --url http://127.0.0.1:8000 --duration 30 --json
     python bench/webhook_load.py --url http://127.0.0.1:8001 --url http://127.0.0.1:8002
     python bench/webhook_load.py --serve uvicorn --concurrency 16   # starts its own server
+    python bench/webhook_load.py --url http://127.0.0.1:8080 --payload-key data  # legacy shape
 
 Repeating ``--url`` spreads the connections round-robin over several servers.
 ``--serve daphne|uvicorn`` starts the project's own server instead (bench/spawn.py: a fresh
@@ -56,6 +57,7 @@ from bench.webhook_bodies import (
     CALL_ID_SLOT,
     EVENTS,
     MAX_RUN_ID,
+    PAYLOAD_KEYS,
     render_call,
 )
 
@@ -188,6 +190,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     add("--duration", type=_bounded_float(0.1, HARD_CAP_SECONDS), help="timed seconds")
     add("--warmup", type=_bounded_int(0, 10**6), default=100, help="uncounted (default: 100)")
     add("--timeout", type=_bounded_float(0.1, 300), default=30.0, help="per request, s")
+    add(
+        "--payload-key",
+        choices=PAYLOAD_KEYS,
+        default="call",
+        help="key carrying the call object: call (current) or data (legacy, what Retell's "
+        "demo reads); default: call",
+    )
     add("--seed", type=int, default=1, help="payload RNG seed (default: 1)")
     add("--run-id", type=_run_id, help="call id namespace (default: random)")
     add("--json", action="store_true", help="print the report as one JSON object")
@@ -241,7 +250,10 @@ def _bounded_float(low: float, high: float) -> Callable[[str], float]:
 def _render_templates(args: argparse.Namespace, run_id: str) -> list[tuple[bytes, ...]]:
     needed = -(-(args.warmup + args.requests) // len(EVENTS)) + args.concurrency
     rng = random.Random(args.seed)
-    return [render_call(rng, run_id) for _ in range(min(needed, MAX_TEMPLATES))]
+    return [
+        render_call(rng, run_id, payload_key=args.payload_key)
+        for _ in range(min(needed, MAX_TEMPLATES))
+    ]
 
 
 def _stop_reason(budget: Budget, duration_deadline: float | None) -> str:
