@@ -126,3 +126,19 @@ def test_an_unknown_sqlite_synchronous_mode_stops_start_up(tmp_path: Any) -> Non
     result = sqlite_synchronous(DATABASE_URL=database, SQLITE_SYNCHRONOUS="OFF")
     assert result.returncode != 0
     assert "SQLITE_SYNCHRONOUS must be one of FULL, EXTRA, NORMAL, got 'OFF'" in result.stderr
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, True), ("false", False)])
+def test_postgresql_binds_parameters_on_the_server_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
+) -> None:
+    from retellhub import settings
+
+    if value is None:
+        monkeypatch.delenv("DATABASE_SERVER_SIDE_BINDING", raising=False)
+    else:
+        monkeypatch.setenv("DATABASE_SERVER_SIDE_BINDING", value)
+    config = settings._database("postgres://u:p@db.example:5432/app?sslmode=require")
+    assert config["OPTIONS"]["server_side_binding"] is expected
+    assert config["OPTIONS"]["sslmode"] == "require"  # options from the URL are kept
+    assert "pool" in config["OPTIONS"]
