@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from asgiref.sync import SyncToAsync
 from django.db import connections
 from django.test import Client
 
@@ -27,9 +28,13 @@ def _retell_keys(settings: Any) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def _close_connection_pools(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
-    """Close PostgreSQL pools before the test database is dropped, or the drop fails."""
+    """Close connections and pools before the test database is dropped, or the drop fails
+    ("database is being accessed by other users")."""
     yield
     with django_db_blocker.unblock():
+        # Async tests' ORM calls (``await qs.alast()``) run on asgiref's one shared thread,
+        # which outlives them with its connection open.
+        SyncToAsync.single_thread_executor.submit(connections.close_all).result()
         for connection in connections.all():
             if connection.settings_dict.get("OPTIONS", {}).get("pool"):
                 connection.close()
