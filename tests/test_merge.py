@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from django.db import transaction
+from django.db import connection, transaction
+from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -188,3 +190,40 @@ def test_a_batch_answers_each_delivery_in_its_order_and_counts_repeats():
     assert outcomes[4].event.delivery_count == 3
     assert CallEvent.objects.count() == 3
     assert Call.objects.get().status == "ended"
+
+
+def statements(queries: CaptureQueriesContext) -> list[tuple[str, str]]:
+    """(verb, table) of each statement, without savepoints and the outbox's destination
+    lookup (memoised for a few seconds, so present or not by timing)."""
+    found = []
+    for query in queries.captured_queries:
+        match = re.search(r'^(?:\d+ times: )?(\w+).*?"(calls_\w+|notifications_\w+)"', query["sql"])
+        if match and match[2] != "notifications_destination":
+            found.append((match[1], match[2]))
+    return found
+
+
+@pytest.mark.django_db
+def test_a_batch_makes_one_statement_per_step_however_many_deliveries(settings):
+    settings.RECORDINGS_CAPTURE = False
+    call_ids = [f"call_batch_{n}" for n in range(8)]
+    bodies = {call_id: lifecycle_bodies(call_id) for call_id in call_ids}
+    started_and_ended = [incoming(bodies[c][i]) for c in call_ids for i in (0, 3)]
+    with CaptureQueriesContext(connection) as queries:
+        call_events_record(deliveries=started_and_ended)
+    assert statements(queries) == [
+        ("SELECT", "calls_call"),  # lock the calls
+        ("INSERT", "calls_call"),  # create the new ones
+        ("INSERT", "calls_callevent"),  # store the bodies, skipping those stored before
+        ("UPDATE", "calls_call"),  # save the merged calls
+    ]
+    analyzed_and_a_repeat = [incoming(bodies[c][4]) for c in call_ids] + started_and_ended[:1]
+    with CaptureQueriesContext(connection) as queries:
+        call_events_record(deliveries=analyzed_and_a_repeat)
+    assert statements(queries) == [
+        ("SELECT", "calls_call"),
+        ("INSERT", "calls_callevent"),
+        ("UPDATE", "calls_call"),
+        ("UPDATE", "calls_callevent"),  # the repeat: its delivery count
+        ("SELECT", "calls_callevent"),
+    ]
