@@ -73,8 +73,16 @@ class Call(models.Model):
 
     last_event = models.CharField(max_length=64, blank=True, default="")
     last_event_at = models.DateTimeField(null=True, blank=True)
-    call_object = JSONField(
-        null=True, blank=True, help_text="The most advanced full call object received."
+    # The event whose call object is the most advanced received (see calls/merge.py); its
+    # payload is ``call_object``. A reference, not a copy: every delivery stores its call
+    # object once, in its event's raw body.
+    call_object_event = models.ForeignKey(
+        "CallEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The event that carried the most advanced full call object received.",
     )
     # The merge version behind each column's value; see calls/merge.py.
     field_versions = JSONField(default=dict, blank=True)
@@ -109,6 +117,15 @@ class Call(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {CallStatus.ENDED, CallStatus.NOT_CONNECTED, CallStatus.ERROR}
+
+    @property
+    def call_object(self) -> Any:
+        """The most advanced full call object received (None: none yet).
+
+        Reads ``call_object_event`` (a query unless it was selected with the call).
+        """
+        event = self.call_object_event
+        return None if event is None else event.payload
 
 
 class EventSource(models.TextChoices):

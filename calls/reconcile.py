@@ -37,7 +37,7 @@ BOOKKEEPING_FIELDS = frozenset(
         "updated_at",
         "last_event_at",
         "created_at",
-        "call_object",
+        "call_object_event_id",
         "last_event",
     }
 )

@@ -4,9 +4,9 @@ Both work in batches, each its own transaction with the calls' rows locked, so a
 never holds a long lock and a webhook for the same call waits for the batch rather than
 racing it. Both are idempotent: a second run finds nothing left to do.
 
-Scrubbing reaches every copy of a field: the call's column, its merged ``call_object``,
-each stored event, and what the outbox kept (delivery bodies, recording files). An event
-stores its delivery once, as ``raw_body`` (its ``payload`` is read from there), so the
+Scrubbing reaches every copy of a field: the call's column, each stored event, and what
+the outbox kept (delivery bodies, recording files). An event stores its delivery once, as
+``raw_body`` (its ``payload`` and the call's ``call_object`` are read from there), so the
 scrub rewrites ``raw_body``: the same envelope with the fields removed, as compact JSON.
 After a scrub ``raw_body`` is therefore no longer the bytes received. ``body_sha256``
 stays the hash of those bytes, so a re-delivery of them is still recognised as a
@@ -140,12 +140,12 @@ def _scrub_events(*, calls: Sequence[Call], specs: Sequence[ScrubSpec]) -> None:
 
 
 def _scrub_calls(*, calls: Sequence[Call], specs: Sequence[ScrubSpec]) -> None:
+    # The call object is its event's payload: _scrub_events scrubs it.
     columns = {name: value for spec in specs for name, value in spec.columns.items()}
     for call in calls:
         for name, value in columns.items():
             setattr(call, name, value)
-        call.call_object = _scrub_object(call.call_object, specs)
-    Call.objects.bulk_update(calls, [*columns, "call_object"], batch_size=BATCH_SIZE)
+    Call.objects.bulk_update(calls, list(columns), batch_size=BATCH_SIZE)
 
 
 def call_scrub(

@@ -31,8 +31,8 @@ class DeliveryOutcome:
 
 
 # What the merge reads of a locked call; it writes only what changed. The rest (the
-# transcript twice over and the full call object are tens of KB of JSON to decode) is not
-# read; code that does use a column loads it on first access.
+# transcript twice over is tens of KB of JSON to decode) is not read; code that does use a
+# column loads it on first access.
 CALL_MERGE_COLUMNS = ("call_id", "field_versions", "last_event_at")
 
 
@@ -111,12 +111,12 @@ def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> 
 
 def delivery_observation(*, event: CallEvent) -> Observation:
     """What one stored delivery's call object says, as the merge reads it (on arrival and on
-    replay)."""
+    replay). If it is the most advanced, the call will point at ``event``."""
     call = event.payload
     return Observation(
         event=event.event,
         fields=call_fields(call),
-        call_object=call,
+        call_object_event=event,
         version=observation_version(event=event.event, call=call, body_sha256=event.body_sha256),
     )
 
@@ -210,7 +210,10 @@ def _event_row(
 
 
 def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
-    """Merge new events into their (locked) calls in arrival order; save each call once."""
+    """Merge new events into their (locked) calls in arrival order; save each call once.
+
+    The events are inserted already, so a call can refer to the one whose call object won.
+    """
     changed: dict[Call, set[str]] = {}
     for row in rows:
         observation = delivery_observation(event=row)
@@ -253,7 +256,9 @@ def _socket_observation(*, fields: Mapping[str, Any]) -> Observation:
         call={"transcript_object": fields.get("transcript_object")},
         body_sha256=digest,
     )
-    return Observation(event=SOCKET_OBSERVATION, fields=fields, call_object=None, version=version)
+    return Observation(
+        event=SOCKET_OBSERVATION, fields=fields, call_object_event=None, version=version
+    )
 
 
 @transaction.atomic

@@ -1,4 +1,4 @@
-"""calls/models.py: what a stored event's payload reads."""
+"""calls/models.py: what a stored event's payload and a call's call object read."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from calls.payloads import parse_webhook
 from calls.reconcile import call_snapshot_reconcile
 from calls.services import call_event_record, call_socket_session_record
 from tests import retell
-from tests.factories import CallEventFactory
+from tests.factories import CallEventFactory, CallFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,19 @@ def test_the_payload_follows_the_raw_body():
 def test_the_payload_is_read_only():
     with pytest.raises(AttributeError):
         CallEvent(payload={"call_id": "a"})  # type: ignore[misc]
+
+
+def test_a_call_object_is_its_events_payload_or_none():
+    call = CallFactory.create()
+    assert call.call_object is None
+    event = CallEventFactory.create(call=call, payload={"call_id": call.call_id, "n": 1})
+    call.call_object_event = event
+    call.save()
+    assert Call.objects.get(pk=call.pk).call_object == {"call_id": call.call_id, "n": 1}
+
+
+def test_deleting_the_event_leaves_the_call_without_a_call_object():
+    event = CallEventFactory.create()
+    Call.objects.filter(pk=event.call_id).update(call_object_event=event)
+    event.delete()
+    assert Call.objects.get().call_object is None
