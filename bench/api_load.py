@@ -99,7 +99,6 @@ def _event(call: Call) -> CallEvent:
     return CallEvent(
         call=call,
         event="call_ended",
-        payload=payload,
         raw_body=body,
         body_sha256=f"{call.call_id:0>64}"[-64:],
         payload_key="call",

@@ -322,7 +322,8 @@ class CallEventAdmin(ReplayActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin[Ca
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CallEvent]:
         # The list shows the call's id only; its transcript and JSON need not come along.
-        return super().get_queryset(request).defer("call__transcript", "call__call_object")
+        heavy = ("call__transcript", "call__transcript_object", "call__transcript_with_tool_calls")
+        return super().get_queryset(request).defer(*heavy)
 
     @admin.display(description="Raw body")
     def body(self, event: CallEvent) -> SafeString:

@@ -137,7 +137,8 @@ class CallEventViewSet(viewsets.ReadOnlyModelViewSet[CallEvent]):
     @extend_schema(responses=CallEventRawSerializer)
     @action(detail=True, permission_classes=[IsAdminUser])
     def raw(self, request: Request, pk: str) -> Response:
-        """The event exactly as received: raw body and parsed payload. Staff only."""
+        """The event as stored: its raw body (the bytes received, unless a retention scrub
+        has rewritten it) and the payload parsed from it. Staff only."""
         return Response(CallEventRawSerializer(self.get_object()).data)
 
 

@@ -9,13 +9,19 @@ version. A per-field maximum over a total order is commutative, associative and
 idempotent, so any permutation of the same deliveries, with any duplicates, yields the
 same state; and an older event can never overwrite a newer one or blank a field it lacks
 (``call_ended`` carries no analysis and so cannot erase ``call_analyzed``'s).
+
+The full call object is not copied into the call: the merge picks, by the same rule, the
+stored event that carried the most advanced one (``Call.call_object_event``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from calls.models import CallEvent
 
 # Lifecycle rank of each event. Unknown events rank between start and end: they may fill
 # gaps but never override the end-of-call data.
@@ -49,17 +55,21 @@ STATUS_RANK: dict[str, int] = {
 }
 UNKNOWN_STATUS_RANK = -1
 
-# Bookkeeping keys stored beside the columns in ``Call.field_versions``.
+# Bookkeeping keys stored beside the columns in ``Call.field_versions``: the version of the
+# call object that ``Call.call_object_event`` points at.
 CALL_OBJECT = "call_object"
+# The column that refers to the event whose call object won.
+CALL_OBJECT_EVENT = "call_object_event"
 
 
 @dataclass(frozen=True, slots=True)
 class Observation:
     event: str
     fields: Mapping[str, Any]
-    # None for observations that are not a full call object (the socket's live transcript):
-    # they fill columns but leave ``Call.call_object`` and ``last_event`` alone.
-    call_object: dict[str, Any] | None
+    # The stored event whose full call object this is. None for observations that are not
+    # one (the socket's live transcript): they fill columns but leave the call's call
+    # object (``Call.call_object_event``) and ``last_event`` alone.
+    call_object_event: CallEvent | None
     version: list[Any]
 
 
@@ -91,10 +101,10 @@ def merge(versions: Mapping[str, list[Any]], observation: Observation) -> MergeR
             result.updates[name] = value
             result.versions[name] = candidate
     current = versions.get(CALL_OBJECT)
-    if observation.call_object is None:
+    if observation.call_object_event is None:
         return result
     if current is None or observation.version > current:
-        result.updates[CALL_OBJECT] = observation.call_object
+        result.updates[CALL_OBJECT_EVENT] = observation.call_object_event
         result.updates["last_event"] = observation.event
         result.versions[CALL_OBJECT] = observation.version
     return result

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
 from calls.fields import JSONField
+from retellhub import fastjson
 
 
 class CallStatus(models.TextChoices):
@@ -71,8 +73,16 @@ class Call(models.Model):
 
     last_event = models.CharField(max_length=64, blank=True, default="")
     last_event_at = models.DateTimeField(null=True, blank=True)
-    call_object = JSONField(
-        null=True, blank=True, help_text="The most advanced full call object received."
+    # The event whose call object is the most advanced received (see calls/merge.py); its
+    # payload is ``call_object``. A reference, not a copy: every delivery stores its call
+    # object once, in its event's raw body.
+    call_object_event = models.ForeignKey(
+        "CallEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The event that carried the most advanced full call object received.",
     )
     # The merge version behind each column's value; see calls/merge.py.
     field_versions = JSONField(default=dict, blank=True)
@@ -108,6 +118,15 @@ class Call(models.Model):
     def is_finished(self) -> bool:
         return self.status in {CallStatus.ENDED, CallStatus.NOT_CONNECTED, CallStatus.ERROR}
 
+    @property
+    def call_object(self) -> Any:
+        """The most advanced full call object received (None: none yet).
+
+        Reads ``call_object_event`` (a query unless it was selected with the call).
+        """
+        event = self.call_object_event
+        return None if event is None else event.payload
+
 
 class EventSource(models.TextChoices):
     WEBHOOK = "webhook"
@@ -116,18 +135,26 @@ class EventSource(models.TextChoices):
 
 
 class CallEvent(models.Model):
-    """One distinct delivery, exactly as received. Re-deliveries bump ``delivery_count``."""
+    """One distinct delivery, exactly as received. Re-deliveries bump ``delivery_count``.
+
+    The delivery is stored once, as ``raw_body``; ``payload`` is parsed from it.
+    """
 
     call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
     event = models.CharField(max_length=64)
     source = models.CharField(
         max_length=16, choices=EventSource.choices, default=EventSource.WEBHOOK
     )
-    payload = JSONField(help_text="The call object as received.")
-    raw_body = models.TextField(help_text="The exact request body.")
+    raw_body = models.TextField(
+        help_text="The exact request body (after a retention scrub: what is left of it)."
+    )
     body_sha256 = models.CharField(max_length=64, unique=True)
     payload_key = models.CharField(
-        max_length=8, blank=True, default="", help_text="'call', or legacy 'data'."
+        max_length=8,
+        blank=True,
+        default="",
+        help_text="Where the body holds the call object: 'call', or legacy 'data'. "
+        "Empty: the body is the payload (socket sessions).",
     )
     first_received_at = models.DateTimeField()
     last_received_at = models.DateTimeField()
@@ -147,6 +174,25 @@ class CallEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} {self.call_id}"
+
+    @property
+    def payload(self) -> Any:
+        """What the delivery says: the call object under ``payload_key`` in ``raw_body``
+        (webhooks, Retell API snapshots), or the whole body when there is no key (socket
+        session summaries). Parsed on first use and kept until ``raw_body`` changes."""
+        raw_body = self.raw_body
+        cached = self.__dict__.get("_payload")
+        if cached is not None and cached[0] is raw_body:
+            return cached[1]
+        document = fastjson.loads(raw_body)
+        payload = document[self.payload_key] if self.payload_key else document
+        self.__dict__["_payload"] = (raw_body, payload)
+        return payload
+
+    def remember_payload(self, payload: Any) -> None:
+        """Tell the row what ``raw_body`` parses to, when the caller has just parsed it, so
+        ``payload`` does not parse it again."""
+        self.__dict__["_payload"] = (self.raw_body, payload)
 
 
 class ResponderKind(models.TextChoices):

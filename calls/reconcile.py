@@ -37,7 +37,7 @@ BOOKKEEPING_FIELDS = frozenset(
         "updated_at",
         "last_event_at",
         "created_at",
-        "call_object",
+        "call_object_event_id",
         "last_event",
     }
 )
@@ -132,7 +132,10 @@ def retell_call_pages(*, client: Retell, since_ms: int, page_size: int) -> Itera
 
 
 def snapshot_body(call: dict[str, Any]) -> bytes:
-    """The stored body: sorted keys, so an unchanged call hashes the same on every sync."""
+    """The stored body: sorted keys, so an unchanged call hashes the same on every sync.
+
+    Shaped like a webhook's (the call object under "call"), so the stored event's payload
+    is read from it the same way."""
     document = {"event": API_SNAPSHOT_EVENT, "call": call}
     return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode(
         "utf-8"

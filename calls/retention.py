@@ -4,10 +4,13 @@ Both work in batches, each its own transaction with the calls' rows locked, so a
 never holds a long lock and a webhook for the same call waits for the batch rather than
 racing it. Both are idempotent: a second run finds nothing left to do.
 
-Scrubbing reaches every copy of a field: the call's column, its merged ``call_object``,
-each stored event's payload, and what the outbox kept (delivery bodies, recording files).
-An event's ``raw_body`` holds everything, so any scrub clears it; ``body_sha256`` stays,
-so a re-delivery of the same bytes is still recognised as a duplicate.
+Scrubbing reaches every copy of a field: the call's column, each stored event, and what
+the outbox kept (delivery bodies, recording files). An event stores its delivery once, as
+``raw_body`` (its ``payload`` and the call's ``call_object`` are read from there), so the
+scrub rewrites ``raw_body``: the same envelope with the fields removed, as compact JSON.
+After a scrub ``raw_body`` is therefore no longer the bytes received. ``body_sha256``
+stays the hash of those bytes, so a re-delivery of them is still recognised as a
+duplicate and adds nothing back.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.db.models import Q, QuerySet
 from calls.models import Call, CallEvent
 from notifications.models import Delivery, Recording
 from notifications.services import outbox_scrub_bodies, recording_delete
+from retellhub import fastjson
 
 BATCH_SIZE = 500
 
@@ -118,22 +122,30 @@ def _scrub_object(document: Any, specs: Sequence[ScrubSpec]) -> Any:
     return kept
 
 
+def _scrubbed_body(event: CallEvent, specs: Sequence[ScrubSpec]) -> str:
+    document = fastjson.loads(event.raw_body)
+    if event.payload_key:
+        # Retell sends the call under "call" (or legacy "data"); the envelope stays.
+        document[event.payload_key] = _scrub_object(document[event.payload_key], specs)
+    else:  # a socket session: the body is the payload
+        document = _scrub_object(document, specs)
+    return fastjson.dumps_str(document)
+
+
 def _scrub_events(*, calls: Sequence[Call], specs: Sequence[ScrubSpec]) -> None:
     events = list(CallEvent.objects.filter(call__in=calls))
     for event in events:
-        # Retell sends the call under "call" (or legacy "data"); payload is that object.
-        event.payload = _scrub_object(event.payload, specs)
-        event.raw_body = ""
-    CallEvent.objects.bulk_update(events, ["payload", "raw_body"], batch_size=BATCH_SIZE)
+        event.raw_body = _scrubbed_body(event, specs)
+    CallEvent.objects.bulk_update(events, ["raw_body"], batch_size=BATCH_SIZE)
 
 
 def _scrub_calls(*, calls: Sequence[Call], specs: Sequence[ScrubSpec]) -> None:
+    # The call object is its event's payload: _scrub_events scrubs it.
     columns = {name: value for spec in specs for name, value in spec.columns.items()}
     for call in calls:
         for name, value in columns.items():
             setattr(call, name, value)
-        call.call_object = _scrub_object(call.call_object, specs)
-    Call.objects.bulk_update(calls, [*columns, "call_object"], batch_size=BATCH_SIZE)
+    Call.objects.bulk_update(calls, list(columns), batch_size=BATCH_SIZE)
 
 
 def call_scrub(

@@ -92,7 +92,7 @@ def call_list(*, filters: Mapping[str, Any]) -> QuerySet[Call]:
 
 def call_get(*, call_id: str) -> Call:
     """One call with its events (without their raw bodies); raises ``Call.DoesNotExist``."""
-    events = CallEvent.objects.defer("payload", "raw_body")
+    events = CallEvent.objects.defer("raw_body")
     return Call.objects.prefetch_related(Prefetch("events", queryset=events)).get(call_id=call_id)
 
 
@@ -110,7 +110,7 @@ def transcript_turns(*, call: Call) -> list[dict[str, str]]:
 
 
 def call_event_list(*, filters: Mapping[str, Any]) -> QuerySet[CallEvent]:
-    events = CallEvent.objects.defer("payload", "raw_body").annotate(
+    events = CallEvent.objects.defer("raw_body").annotate(
         retell_call_id=Subquery(_call_id_of_event())
     )
     result: QuerySet[CallEvent] = _filtered(CallEventFilter, filters=filters, queryset=events)

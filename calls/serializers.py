@@ -63,6 +63,9 @@ class CallEventSerializer(serializers.ModelSerializer[CallEvent]):
 class CallEventRawSerializer(CallEventSerializer):
     """Everything as received. Staff only: bodies carry personal data."""
 
+    # Parsed from raw_body (CallEvent.payload); declared as the JSON it is.
+    payload = serializers.JSONField(read_only=True, help_text="The call object as received.")
+
     class Meta(CallEventSerializer.Meta):
         fields = [
             *CallEventSerializer.Meta.fields,

@@ -31,8 +31,8 @@ class DeliveryOutcome:
 
 
 # What the merge reads of a locked call; it writes only what changed. The rest (the
-# transcript twice over and the full call object are tens of KB of JSON to decode) is not
-# read; code that does use a column loads it on first access.
+# transcript twice over is tens of KB of JSON to decode) is not read; code that does use a
+# column loads it on first access.
 CALL_MERGE_COLUMNS = ("call_id", "field_versions", "last_event_at")
 
 
@@ -109,13 +109,15 @@ def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> 
     return changed
 
 
-def delivery_observation(*, event: str, call: dict[str, Any], body_sha256: str) -> Observation:
-    """What one delivered call object says, as the merge reads it (on arrival and on replay)."""
+def delivery_observation(*, event: CallEvent) -> Observation:
+    """What one stored delivery's call object says, as the merge reads it (on arrival and on
+    replay). If it is the most advanced, the call will point at ``event``."""
+    call = event.payload
     return Observation(
-        event=event,
+        event=event.event,
         fields=call_fields(call),
-        call_object=call,
-        version=observation_version(event=event, call=call, body_sha256=body_sha256),
+        call_object_event=event,
+        version=observation_version(event=event.event, call=call, body_sha256=event.body_sha256),
     )
 
 
@@ -191,11 +193,10 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
 def _event_row(
     delivery: IncomingDelivery, *, call: Call, body_sha256: str, now: datetime
 ) -> CallEvent:
-    return CallEvent(
+    row = CallEvent(
         call=call,
         event=delivery.event.event,
         source=delivery.source,
-        payload=delivery.event.call,
         raw_body=delivery.raw_body.decode("utf-8"),
         body_sha256=body_sha256,
         payload_key=delivery.event.payload_key,
@@ -204,15 +205,18 @@ def _event_row(
         source_ip=delivery.source_ip,
         key_fingerprint=delivery.key_fingerprint,
     )
+    row.remember_payload(delivery.event.call)  # parsed already (parse_webhook): not again
+    return row
 
 
 def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
-    """Merge new events into their (locked) calls in arrival order; save each call once."""
+    """Merge new events into their (locked) calls in arrival order; save each call once.
+
+    The events are inserted already, so a call can refer to the one whose call object won.
+    """
     changed: dict[Call, set[str]] = {}
     for row in rows:
-        observation = delivery_observation(
-            event=row.event, call=row.payload, body_sha256=row.body_sha256
-        )
+        observation = delivery_observation(event=row)
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
     rows_update((call, _merged_columns(names)) for call, names in changed.items())
@@ -252,7 +256,9 @@ def _socket_observation(*, fields: Mapping[str, Any]) -> Observation:
         call={"transcript_object": fields.get("transcript_object")},
         body_sha256=digest,
     )
-    return Observation(event=SOCKET_OBSERVATION, fields=fields, call_object=None, version=version)
+    return Observation(
+        event=SOCKET_OBSERVATION, fields=fields, call_object_event=None, version=version
+    )
 
 
 @transaction.atomic
@@ -276,9 +282,9 @@ def call_socket_session_record(
         call=call,
         event=SOCKET_SESSION_EVENT,
         source=EventSource.LLM_SOCKET,
-        payload=dict(summary),
         raw_body=raw_body.decode("utf-8"),
         body_sha256=hashlib.sha256(raw_body).hexdigest(),
+        payload_key="",  # the body is the summary itself, not an envelope around it
         first_received_at=seen_at,
         last_received_at=seen_at,
     )
@@ -316,9 +322,7 @@ def _replay_call(*, call: Call, events: list[CallEvent]) -> list[ReplayChange]:
     ]
     before = {name: getattr(call, name) for name in columns}
     for event in events:
-        observation = delivery_observation(
-            event=event.event, call=event.payload, body_sha256=event.body_sha256
-        )
+        observation = delivery_observation(event=event)
         call_observe(call=call, observation=observation, seen_at=event.first_received_at)
     return [
         ReplayChange(call_id=call.call_id, field=name, before=value, after=getattr(call, name))

@@ -76,14 +76,22 @@ def _call_object(event: Any) -> dict[str, Any]:
     return {"call_id": call.call_id, "call_status": call.status, "agent_id": call.agent_id}
 
 
+def _raw_body(event: Any) -> str:
+    document = {"event": event.event, event.payload_key: event.payload}
+    return json.dumps(document if event.payload_key else event.payload)
+
+
 class CallEventFactory(DjangoModelFactory):
     class Meta:
         model = CallEvent
 
+    class Params:
+        # Not a column: CallEvent.payload is read from raw_body, which is built around it.
+        payload = factory.LazyAttribute(_call_object)
+
     call = factory.SubFactory(CallFactory)
     event = "call_ended"
-    payload = factory.LazyAttribute(_call_object)
-    raw_body = factory.LazyAttribute(lambda o: json.dumps({"event": o.event, "call": o.payload}))
+    raw_body = factory.LazyAttribute(_raw_body)
     # Unique like a real body hash, even for equal bodies built by tests.
     body_sha256 = factory.Sequence(lambda n: hashlib.sha256(f"event-{n}".encode()).hexdigest())
     payload_key = "call"

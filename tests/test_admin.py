@@ -83,6 +83,8 @@ def test_change_page_reads_like_a_call(admin_client, delivered):
     assert delivered.call_summary in html
     assert html.count(" bytes</summary>") == 3  # one raw body per event
     assert "&quot;event&quot;: &quot;call_analyzed&quot;" in html  # pretty-printed, escaped
+    # The call object (call_analyzed's): its keys at the top level, not inside an envelope.
+    assert f"\n  &quot;call_id&quot;: &quot;{CALL_ID}&quot;" in html
     assert 'name="_save"' not in html  # read-only
 
 

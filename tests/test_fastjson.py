@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from calls.models import Call, CallEvent
+from calls.models import Call
 from retellhub import fastjson
 
 json_values = st.recursive(
@@ -102,21 +102,13 @@ def test_json_columns_round_trip_and_stay_queryable() -> None:
 
 @pytest.mark.django_db
 def test_sql_null_and_json_scalars_read_back() -> None:
-    call = Call.objects.create(call_id="call_nulls", metadata=None, latency={"e2e": None})
-    event = CallEvent.objects.create(
-        call=call,
-        event="e",
-        payload="just a string",
-        raw_body="{}",
-        body_sha256="0" * 64,
-        first_received_at=datetime.now(UTC),
-        last_received_at=datetime.now(UTC),
+    call = Call.objects.create(
+        call_id="call_nulls", metadata=None, latency={"e2e": None}, custom_analysis_data="text"
     )
     call.refresh_from_db()
-    event.refresh_from_db()
     assert call.metadata is None
     assert call.latency == {"e2e": None}
-    assert event.payload == "just a string"
+    assert call.custom_analysis_data == "text"
     assert Call.objects.filter(metadata__isnull=True).count() == 1
 
 
@@ -126,24 +118,8 @@ def test_bulk_inserts_of_json_rows_do_not_use_unnest_arrays(postgres_only: None)
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    calls = Call.objects.bulk_create(
-        [Call(call_id=f"call_bulk_{n}", metadata={}) for n in range(3)]
-    )
-    now = datetime.now(UTC)
-    events = [
-        CallEvent(
-            call=call,
-            event="call_started",
-            payload={"n": 1},
-            raw_body="{}",
-            body_sha256=str(index) * 64,
-            first_received_at=now,
-            last_received_at=now,
-        )
-        for index, call in enumerate(calls)
-    ]
     with CaptureQueriesContext(connection) as queries:
-        CallEvent.objects.bulk_create(events)
+        Call.objects.bulk_create([Call(call_id=f"call_bulk_{n}", metadata={}) for n in range(3)])
     [insert] = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("INSERT")]
     assert "UNNEST" not in insert
-    assert CallEvent.objects.count() == 3
+    assert Call.objects.count() == 3

@@ -28,9 +28,9 @@ from calls.models import AgentProfile, Call, CallEvent
 from calls.payloads import parse_webhook
 from calls.services import call_event_record
 from tests import retell
+from tests.merged import merged_state
 
 CALL_ID = "call_records_0001"
-ARRIVAL_COLUMNS = {"id", "created_at", "updated_at", "last_event_at"}
 WEBHOOKS = ["call_started", "transcript_updated", "call_ended", "call_analyzed"]
 
 
@@ -68,16 +68,11 @@ DELIVERIES = [webhook(name) for name in WEBHOOKS] + [
 ]
 
 
-def merged_state() -> dict[str, Any]:
-    row = Call.objects.values().get(call_id=CALL_ID)
-    return {name: value for name, value in row.items() if name not in ARRIVAL_COLUMNS}
-
-
 def state_after(order: list[int]) -> dict[str, Any]:
     with transaction.atomic():
         for index in order:
             DELIVERIES[index]()
-        state = merged_state()
+        state = merged_state(CALL_ID)
         transaction.set_rollback(True)
     return state
 

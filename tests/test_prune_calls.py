@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
+from calls import retention
 from calls.models import Call, CallEvent
 from notifications.models import Delivery, DeliveryState, Destination, DestinationKind, Recording
 from tests import retell
@@ -105,8 +108,16 @@ def test_scrub_blanks_the_fields_on_the_call_its_events_and_its_deliveries(crm, 
         assert call.user_sentiment == "Positive"  # not asked for: kept
         assert_scrubbed(call.call_object)
         for event in call.events.all():
-            assert event.raw_body == ""
-            assert_scrubbed(event.payload)
+            # The body is rewritten without the data, in its envelope; the hash is still the
+            # delivered bytes', so a re-delivery of them counts as a duplicate.
+            body = json.loads(event.raw_body)
+            assert set(body) == {"event", "call"}
+            assert body["event"] == event.event
+            assert_scrubbed(body["call"])
+            assert event.payload == body["call"]
+            assert "move my cleaning" not in event.raw_body  # the transcript's words
+            assert "+1415" not in event.raw_body
+            assert hashlib.sha256(event.raw_body.encode()).hexdigest() != event.body_sha256
     old_bodies = Delivery.objects.filter(call__call_id__in=OLD, state=DeliveryState.SUCCEEDED)
     assert set(old_bodies.values_list("body", flat=True)) == {""}
 
@@ -118,6 +129,43 @@ def test_scrub_blanks_the_fields_on_the_call_its_events_and_its_deliveries(crm, 
     assert all(delivery.body for delivery in recent.deliveries.all())
     again = prune("--days", "30", "--scrub", "transcript,numbers,analysis,recording")
     assert again.startswith("Scrubbed transcript, numbers, analysis, recording on 0 call(s)")
+
+
+def test_a_scrubbed_delivery_sent_again_is_still_a_duplicate(calls, signed_post):
+    prune("--days", "30", "--scrub", "transcript")
+    body = retell.compact(retell.with_call_id(retell.fixture_json("call_analyzed"), OLD[0]))
+    assert signed_post(body).status_code == 200
+    event = CallEvent.objects.get(call__call_id=OLD[0], event="call_analyzed")
+    assert event.delivery_count == 2
+    assert "move my cleaning" not in event.raw_body
+    assert Call.objects.get(call_id=OLD[0]).transcript == ""
+
+
+def test_scrubbing_a_legacy_delivery_keeps_its_data_key(signed_post):
+    document = retell.fixture_json("call_ended")
+    signed_post(retell.compact({"event": "call_ended", "data": document["call"]}))
+    Call.objects.update(started_at=timezone.now() - timedelta(days=31))
+    prune("--days", "30", "--scrub", "numbers")
+    event = CallEvent.objects.get()
+    assert set(json.loads(event.raw_body)) == {"event", "data"}
+    assert event.payload_key == "data"
+    assert not {"from_number", "to_number"} & set(event.payload)
+    assert event.payload["call_id"] == document["call"]["call_id"]
+
+
+def test_a_scrubbed_body_is_compact_utf8_json_in_its_envelope():
+    specs = [retention.SCRUB_SPECS["transcript"]]
+    webhook = CallEvent(
+        event="call_ended",
+        payload_key="call",
+        raw_body='{"event": "call_ended", "call": {"call_id": "c", "agent_name": "Zoë", '
+        '"transcript": "Hi"}, "extra": 1}',
+    )
+    assert retention._scrubbed_body(webhook, specs) == (
+        '{"event":"call_ended","call":{"call_id":"c","agent_name":"Zoë"},"extra":1}'
+    )
+    session = CallEvent(payload_key="", raw_body='{"session_id":"s","live_transcript":"Hi"}')
+    assert retention._scrubbed_body(session, specs) == '{"session_id":"s"}'
 
 
 def assert_scrubbed(document: Any) -> None:

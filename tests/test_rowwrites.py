@@ -85,8 +85,8 @@ def test_insert_sets_keys_and_state_in_order() -> None:
         CallEvent(
             call=call,
             event=name,
-            payload={"call_id": call.call_id, "n": number},
-            raw_body=f'{{"event":"{name}"}}',
+            raw_body=f'{{"event":"{name}","call":{{"call_id":"{call.call_id}","n":{number}}}}}',
+            payload_key="call",
             body_sha256=f"{number:064x}",
             first_received_at=now,
             last_received_at=now,

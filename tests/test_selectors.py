@@ -231,7 +231,7 @@ def test_call_list_rejects_filters_it_cannot_read():
 def test_call_list_leaves_the_heavy_columns_in_the_database():
     CallFactory()
     call = selectors.call_list(filters={}).get()
-    assert {"transcript", "call_object", "transcript_object"} <= call.get_deferred_fields()
+    assert {"transcript", "call_object_event_id", "transcript_object"} <= call.get_deferred_fields()
 
 
 def test_call_get_raises_for_an_unknown_call():
