@@ -33,7 +33,7 @@ class Sentiment(models.TextChoices):
 class Call(models.Model):
     """Everything known about one call, merged order-free from its events (see merge.py)."""
 
-    call_id = models.CharField(max_length=128, unique=True)
+    call_id = models.CharField(max_length=128)  # unique: see Meta.constraints
     agent_id = models.CharField(max_length=128, blank=True, default="")
     agent_version = models.IntegerField(null=True, blank=True)
     agent_name = models.CharField(max_length=255, blank=True, default="")
@@ -102,6 +102,10 @@ class Call(models.Model):
             models.Index(fields=["duration_ms"], name="call_duration_idx"),
             models.Index(fields=["combined_cost"], name="call_cost_idx"),
         ]
+        # A constraint rather than unique=True: on PostgreSQL that also adds a second
+        # (varchar_pattern_ops) index for LIKE 'prefix%', which nothing here runs and every
+        # write of the row pays for.
+        constraints = [models.UniqueConstraint(fields=["call_id"], name="call_call_id_uniq")]
 
     def __str__(self) -> str:
         return self.call_id
@@ -140,7 +144,8 @@ class CallEvent(models.Model):
     The delivery is stored once, as ``raw_body``; ``payload`` is parsed from it.
     """
 
-    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events")
+    # No index of its own: event_call_time_idx starts with the call.
+    call = models.ForeignKey(Call, on_delete=models.CASCADE, related_name="events", db_index=False)
     event = models.CharField(max_length=64)
     source = models.CharField(
         max_length=16, choices=EventSource.choices, default=EventSource.WEBHOOK
@@ -148,7 +153,7 @@ class CallEvent(models.Model):
     raw_body = models.TextField(
         help_text="The exact request body (after a retention scrub: what is left of it)."
     )
-    body_sha256 = models.CharField(max_length=64, unique=True)
+    body_sha256 = models.CharField(max_length=64)  # unique: see Meta.constraints
     payload_key = models.CharField(
         max_length=8,
         blank=True,
@@ -170,6 +175,10 @@ class CallEvent(models.Model):
             models.Index(fields=["call", "first_received_at"], name="event_call_time_idx"),
             models.Index(fields=["event", "first_received_at"], name="event_name_time_idx"),
             models.Index(fields=["first_received_at"], name="event_time_idx"),
+        ]
+        # As Call.call_id: unique without PostgreSQL's extra LIKE index.
+        constraints = [
+            models.UniqueConstraint(fields=["body_sha256"], name="event_body_sha256_uniq")
         ]
 
     def __str__(self) -> str:

@@ -1,13 +1,16 @@
-"""How PostgreSQL stores the large columns (calls/migrations/0004_lz4_compression.py)."""
+"""How the webhook tables are stored: compression of the large columns on PostgreSQL
+(calls/migrations/0004_lz4_compression.py), their indexes (0007) and unique keys."""
 
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, transaction
 
-from tests.factories import CallEventFactory
+from calls.models import Call
+from tests.factories import CallEventFactory, CallFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -45,3 +48,48 @@ def test_large_values_read_back_exactly(postgres_only: None) -> None:
     event.refresh_from_db()
     assert event.raw_body == body
     assert event.payload["transcript"] == "Grüße " * 4000
+
+
+def _index_columns(table: str) -> list[tuple[str, ...]]:
+    """Each index of ``table`` as its columns, in order, however it was created."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT array_agg(a.attname ORDER BY k.ord) FROM pg_index i"
+            " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            " WHERE i.indrelid = %s::regclass GROUP BY i.indexrelid",
+            [table],
+        )
+        return sorted(tuple(columns) for (columns,) in cursor.fetchall())
+
+
+def test_webhook_tables_carry_no_index_that_nothing_reads(postgres_only: None) -> None:
+    # Every index is maintained on each webhook write. unique=True on a CharField would add
+    # a varchar_pattern_ops twin, and the events' own call index repeats the prefix of
+    # (call, time): migration 0007 dropped those, and this keeps them from coming back.
+    assert _index_columns("calls_callevent") == [
+        ("body_sha256",),
+        ("call_id", "first_received_at"),
+        ("event", "first_received_at"),
+        ("first_received_at",),
+        ("id",),
+    ]
+    assert ("call_id",) in _index_columns("calls_call")
+    assert _index_columns("calls_call").count(("call_id",)) == 1
+
+
+@pytest.mark.parametrize(
+    ("create", "duplicate"),
+    [
+        (lambda: CallFactory.create(call_id="call_same"), lambda: Call(call_id="call_same")),
+        (
+            lambda: CallEventFactory.create(body_sha256="a" * 64),
+            lambda: CallEventFactory.build(call=CallFactory.create(), body_sha256="a" * 64),
+        ),
+    ],
+    ids=["call_id", "body_sha256"],
+)
+def test_call_ids_and_body_hashes_stay_unique(create: Any, duplicate: Any) -> None:
+    create()
+    with pytest.raises(IntegrityError), transaction.atomic():
+        duplicate().save()
