@@ -321,9 +321,10 @@ class CallEventAdmin(ReplayActionsMixin, ReadOnlyAdminMixin, admin.ModelAdmin[Ca
     exclude = ["raw_body"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[CallEvent]:
-        # The list shows the call's id only; its transcript and JSON need not come along.
+        # The list shows the call's id only; its transcript and JSON need not come along, nor
+        # each event's raw body (10-20 KB). The change page loads the body when it shows it.
         heavy = ("call__transcript", "call__transcript_object", "call__transcript_with_tool_calls")
-        return super().get_queryset(request).defer(*heavy)
+        return super().get_queryset(request).defer("raw_body", *heavy)
 
     @admin.display(description="Raw body")
     def body(self, event: CallEvent) -> SafeString:

@@ -88,6 +88,22 @@ def test_change_page_reads_like_a_call(admin_client, delivered):
     assert 'name="_save"' not in html  # read-only
 
 
+def test_events_list_reads_no_raw_body_and_no_query_per_row(admin_client):
+    for call in CallFactory.create_batch(5):
+        CallEventFactory(call=call)
+    with CaptureQueriesContext(connection) as queries:
+        html = page(admin_client.get(EVENTS))
+    assert html.count('class="field-event"') == 5
+    listing = [q["sql"] for q in queries if "calls_callevent" in q["sql"]]
+    assert listing, "the list reads the events"
+    assert not any('"raw_body"' in sql for sql in listing), "the list never loads raw bodies"
+    for call in CallFactory.create_batch(20):
+        CallEventFactory(call=call)
+    with CaptureQueriesContext(connection) as more:
+        page(admin_client.get(EVENTS))
+    assert len(more) == len(queries)
+
+
 def test_event_page_pretty_prints_the_raw_body(admin_client, delivered):
     event = CallEvent.objects.get(event="call_ended")
     html = page(admin_client.get(f"{EVENTS}{event.pk}/change/"))
