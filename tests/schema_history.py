@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from django.apps.registry import Apps
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
@@ -33,3 +34,17 @@ def schema_at(target: Target) -> Iterator[Apps]:
         yield migrate(target)
     finally:
         MigrationExecutor(connection).migrate(latest)
+
+
+def restored_compression(*, table: str, column: str, before: Target, after: Target) -> str:
+    """Migrate to ``after`` and back to ``before``; how PostgreSQL then compresses the
+    ``column`` the backwards step re-created ("l": LZ4, as migration 0004 set it). Skips
+    where this PostgreSQL was built without LZ4."""
+    from tests.test_storage import _compression, migration
+
+    migrate(after)
+    migrate(before)
+    with connection.cursor() as cursor:
+        if not migration._lz4_available(cursor):
+            pytest.skip("this PostgreSQL was built without LZ4; the migration keeps pglz")
+    return _compression(table)[column]

@@ -10,9 +10,8 @@ from typing import Any
 
 import pytest
 from django.apps.registry import Apps
-from django.db import connection
 
-from tests.schema_history import migrate, schema_at
+from tests.schema_history import migrate, restored_compression, schema_at
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -95,11 +94,7 @@ def test_backwards_copies_the_call_objects_back_from_their_events(winners):
 
 
 def test_backwards_on_postgresql_compresses_the_column_as_0004_did(old_schema, postgres_only):
-    from tests.test_storage import _compression, migration
-
-    migrate(AFTER)
-    migrate(BEFORE)
-    with connection.cursor() as cursor:
-        if not migration._lz4_available(cursor):
-            pytest.skip("this PostgreSQL was built without LZ4; the migration keeps pglz")
-    assert _compression("calls_call")["call_object"] == "l"
+    restored = restored_compression(
+        table="calls_call", column="call_object", before=BEFORE, after=AFTER
+    )
+    assert restored == "l"
