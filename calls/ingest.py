@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from django.conf import settings
 
 from calls.dbwork import run_db_job, submit_db_job
 from calls.services import DeliveryOutcome, IncomingDelivery, call_events_record
+from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class DeliveryWriter:
 
 def _write(batch: list[_Pending]) -> None:
     try:
-        outcomes = run_db_job(call_events_record, deliveries=[p.delivery for p in batch])
+        outcomes = _record(batch)
     except Exception as error:
         if len(batch) == 1:
             # The request logs it with its traceback and answers 500.
@@ -95,6 +97,15 @@ def _write(batch: list[_Pending]) -> None:
         return
     for pending, outcome in zip(batch, outcomes, strict=True):
         _hand_back(pending, _set_result, outcome)
+
+
+def _record(batch: list[_Pending]) -> list[DeliveryOutcome]:
+    """One transaction for the batch, timed and counted whether it commits or fails."""
+    started = time.perf_counter()
+    try:
+        return run_db_job(call_events_record, deliveries=[p.delivery for p in batch])
+    finally:
+        metrics.webhook_batch_written(deliveries=len(batch), seconds=time.perf_counter() - started)
 
 
 def _hand_back(pending: _Pending, setter: Callable[..., None], value: object) -> None:

@@ -54,6 +54,16 @@ REQUEST_LATENCY = Histogram(
     "Time to answer an HTTP request, by view, method and status code.",
     ["view", "method", "status"],
 )
+WEBHOOK_BATCH_SIZE = Histogram(
+    "retellhub_webhook_batch_deliveries",
+    "Deliveries written per webhook transaction (group commit; calls/ingest.py).",
+    buckets=(1, 2, 4, 8, 16, 32, 64),
+)
+WEBHOOK_BATCH_SECONDS = Histogram(
+    "retellhub_webhook_batch_seconds",
+    "Time to write one webhook transaction, commit included; failed ones count too.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
 LLM_SOCKETS_OPEN = Gauge("retellhub_llm_sockets_open", "Call sockets currently open.")
 LLM_FIRST_FRAME = Histogram(
     "retellhub_llm_first_frame_seconds",
@@ -75,6 +85,11 @@ def webhook_delivery(*, event: str | None, outcome: str) -> None:
     else:
         label = event if event in KNOWN_EVENTS else OTHER_EVENT
     WEBHOOK_DELIVERIES.labels(event=label, outcome=outcome).inc()
+
+
+def webhook_batch_written(*, deliveries: int, seconds: float) -> None:
+    WEBHOOK_BATCH_SIZE.observe(deliveries)
+    WEBHOOK_BATCH_SECONDS.observe(seconds)
 
 
 def llm_socket_opened() -> None:

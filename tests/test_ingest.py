@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from calls import dbwork, ingest, services
 from calls.models import Call, CallEvent
@@ -78,6 +79,34 @@ def test_concurrent_deliveries_share_a_transaction_and_each_gets_its_own_outcome
     assert set(Call.objects.values_list("status", flat=True)) == {"ended"}
 
 
+def batch_histogram() -> dict[str, float]:
+    def sample(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    return {
+        "batches": sample("retellhub_webhook_batch_deliveries_count"),
+        "deliveries": sample("retellhub_webhook_batch_deliveries_sum"),
+        "one": sample("retellhub_webhook_batch_deliveries_bucket", le="1.0"),
+        "timed": sample("retellhub_webhook_batch_seconds_count"),
+    }
+
+
+def test_each_transaction_is_counted_with_its_size_and_time(
+    db_threads: None, batches: list[int]
+) -> None:
+    before = batch_histogram()
+    items = [delivery("call_started", f"call_counted_{n}") for n in range(5)]
+    asyncio.run(store_all(ingest.DeliveryWriter(), items))
+    after = batch_histogram()
+    assert batches == [1, 4]
+    assert {name: after[name] - before[name] for name in after} == {
+        "batches": 2,
+        "deliveries": 5,
+        "one": 1,
+        "timed": 2,
+    }
+
+
 def test_a_delivery_the_database_refuses_fails_alone(
     db_threads: None, batches: list[int], monkeypatch: pytest.MonkeyPatch, caplog: Any
 ) -> None:
@@ -91,6 +120,7 @@ def test_a_delivery_the_database_refuses_fails_alone(
     monkeypatch.setattr(services, "call_merge", merge_or_fail)
     items = [delivery("call_started", f"call_ok_{n}") for n in range(4)]
     items.insert(2, delivery("call_started", "call_poison"))
+    timed_before = batch_histogram()["timed"]
     with caplog.at_level(logging.WARNING, logger="calls.ingest"):
         results = asyncio.run(store_all(ingest.DeliveryWriter(), items))
     assert [isinstance(result, RuntimeError) for result in results] == [
@@ -102,6 +132,7 @@ def test_a_delivery_the_database_refuses_fails_alone(
     ]
     # The failed batch, then each of its four deliveries alone.
     assert batches == [1, 4, 1, 1, 1, 1]
+    assert batch_histogram()["timed"] - timed_before == 6, "failed transactions count too"
 
 
 def test_identical_deliveries_in_one_batch_make_one_row(
