@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
@@ -35,6 +36,10 @@ def _close_connection_pools(django_db_setup: None, django_db_blocker: Any) -> It
         # Async tests' ORM calls (``await qs.alast()``) run on asgiref's one shared thread,
         # which outlives them with its connection open.
         SyncToAsync.single_thread_executor.submit(connections.close_all).result()
+        # A DatabaseWrapper is a reference cycle (its client, features, ops... point back at
+        # it), so one left by a finished thread still holding a connection lives until a full
+        # collection, which retellhub/asgi.py makes rare: collect now, closing its connection.
+        gc.collect()
         for connection in connections.all():
             if connection.settings_dict.get("OPTIONS", {}).get("pool"):
                 connection.close()
