@@ -31,10 +31,8 @@ import argparse
 import asyncio
 import itertools
 import json
-import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -52,8 +50,7 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from bench._common import latency_line, percentile
 from bench.cpu import cpu_snapshot, print_cpu
-from bench.spawn import spawned_server
-from tests.servers import ROOT, free_port
+from bench.spawn import settled_model_stats, spawned_fake_model, spawned_server
 
 TURN_TIMEOUT = 15.0
 PHRASES = [
@@ -310,68 +307,25 @@ async def run(url: str, args: argparse.Namespace) -> tuple[Tally, float]:
 # --- servers -----------------------------------------------------------------------------
 
 
-def _wait_http(url: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url, timeout=1):  # noqa: S310 - loopback only
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not answer within {timeout}s")
-
-
-@contextmanager
-def _fake_model(args: argparse.Namespace) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "bench.fake_model", "--port", str(port),
-        "--ttft-ms", str(args.ttft_ms), "--token-ms", str(args.token_ms),
-        "--tokens", str(args.tokens),
-    ]  # fmt: skip
-    model = subprocess.Popen(command, cwd=ROOT)  # noqa: S603 - our own interpreter and module
-    try:
-        _wait_http(f"http://127.0.0.1:{port}/stats")
-        yield port, model
-    finally:
-        model.terminate()
-        model.wait(10)
-
-
 @contextmanager
 def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
     """The fake model and the server (bench/spawn.py: a fresh SQLite database unless
     ``$DATABASE_URL`` is set) answering calls with it, stopped afterwards."""
     kind = "uvicorn" if args.server == "serve" else args.server
-    with _fake_model(args) as (model_port, model):
-        model_url = f"http://127.0.0.1:{model_port}"
+    pace = {"ttft_ms": args.ttft_ms, "token_ms": args.token_ms, "tokens": args.tokens}
+    with spawned_fake_model(**pace) as model:
         responder = {
             "AGENT_RESPONDER": "openai",
-            "OPENAI_BASE_URL": f"{model_url}/v1",
+            "OPENAI_BASE_URL": f"{model.url}/v1",
             "OPENAI_API_KEY": "sk-bench",
             "OPENAI_MODEL": "fake-model",
         }
         with spawned_server(kind, responder) as server:
             pid = server.running.process.pid
-            before = cpu_snapshot(pid, model.pid)
-            yield server.ws_url, model_url
-            print_cpu(before, cpu_snapshot(pid, model.pid))
+            before = cpu_snapshot(pid, model.process.pid)
+            yield server.ws_url, model.url
+            print_cpu(before, cpu_snapshot(pid, model.process.pid))
         print(f"(server log: {server.running.log_path})")
-
-
-def model_stats(model_url: str) -> dict[str, int]:
-    with urllib.request.urlopen(f"{model_url}/stats", timeout=5) as response:  # noqa: S310
-        return dict(json.loads(response.read()))
-
-
-def settled_model_stats(model_url: str) -> dict[str, int]:
-    """Stats once no stream is mid-flight (a stream still open after 5 s is a leak)."""
-    deadline = time.monotonic() + 5
-    stats = model_stats(model_url)
-    while stats["streaming"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-        stats = model_stats(model_url)
-    return stats
 
 
 # --- report ------------------------------------------------------------------------------
