@@ -7,20 +7,40 @@
   It is kept lean because on a 2-core box every cycle the client burns is stolen
   from the server under test.
 - ``RetellSigner``: Retell's ``X-Retell-Signature`` scheme.
+- ``bounded``: an argparse type for a number within limits.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import hmac
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from calls.net import is_loopback
+
+N = TypeVar("N", int, float)
+
+# ---------------------------------------------------------------- command lines
+
+
+def bounded(kind: Callable[[str], N], low: N, high: N) -> Callable[[str], N]:
+    """An argparse ``type``: ``kind(text)``, refused unless ``low <= value <= high``."""
+
+    def parse(text: str) -> N:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
+        return value
+
+    return parse
+
 
 # ---------------------------------------------------------------- statistics
 

@@ -48,7 +48,7 @@ if __package__ in (None, ""):
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench._common import latency_line, percentile
+from bench._common import bounded, latency_line, percentile
 from bench.cpu import cpu_snapshot, print_cpu
 from bench.spawn import settled_model_stats, spawned_fake_model, spawned_server
 
@@ -378,19 +378,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add = parser.add_argument
     add("--url", help="ws://host:port of a running server (default: start one)")
     add("--model-url", help="http://host:port of the fake model that server uses")
-    add("--calls", type=int, default=20, help="concurrent calls (M)")
-    add("--turns", type=int, default=30, help="turns per call")
-    add("--ttft-ms", type=float, default=200.0, help="fake model's time to first token")
-    add("--token-ms", type=float, default=20.0, help="fake model's spacing between tokens")
-    add("--tokens", type=int, default=20, help="tokens per answer")
+    count, ms = bounded(int, 1, 10_000), bounded(float, 0.0, 600_000.0)
+    add("--calls", type=count, default=20, help="concurrent calls (M)")
+    add("--turns", type=count, default=30, help="turns per call")
+    add("--ttft-ms", type=ms, default=200.0, help="fake model's time to first token")
+    add("--token-ms", type=ms, default=20.0, help="fake model's spacing between tokens")
+    add("--tokens", type=count, default=20, help="tokens per answer")
     # Between an answer and the next request the agent speaks it and the caller replies;
     # 2 s is brisk for a phone call. Lower it to stress the server beyond real pacing.
-    add(
-        "--pause-ms", type=float, default=2000.0, help="time between an answer and the next request"
-    )
-    add("--ping-ms", type=float, default=2000.0, help="ping_pong interval per call")
-    add("--interrupt-every", type=int, default=4, help="interrupt every N-th turn (0: never)")
-    add("--ramp-ms", type=float, default=10.0, help="delay between call starts")
+    add("--pause-ms", type=ms, default=2000.0, help="between an answer and the next request")
+    ping_ms = bounded(float, 10.0, 600_000.0)  # a ping every few ms would only load the client
+    add("--ping-ms", type=ping_ms, default=2000.0, help="ping_pong interval per call")
+    every = bounded(int, 0, 10_000)
+    add("--interrupt-every", type=every, default=4, help="interrupt every N-th turn (0: never)")
+    add("--ramp-ms", type=ms, default=10.0, help="delay between call starts")
     add(
         "--server",
         choices=("daphne", "serve", "uvicorn"),

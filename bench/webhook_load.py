@@ -42,7 +42,6 @@ import sys
 import time
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ if __package__ in (None, ""):
     # Run as `python bench/webhook_load.py`: make the `bench` package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import HttpConnection, RetellSigner, Target, parse_target, summarize_ms
+from bench._common import HttpConnection, RetellSigner, Target, bounded, parse_target, summarize_ms
 from bench.spawn import SERVER_KINDS, SpawnedServer, spawned_server
 from bench.webhook_bodies import (
     CALL_ID_SLOT,
@@ -185,11 +184,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     add("--path", default="/webhook", help="endpoint path under the URL (default: /webhook)")
     add("--api-key", default=os.environ.get("RETELL_API_KEY"), help="default: $RETELL_API_KEY")
-    add("--concurrency", type=_bounded_int(1, 1024), default=16, help="connections (default: 16)")
-    add("--requests", type=_bounded_int(1, 10**8), help="timed requests (default: 3000)")
-    add("--duration", type=_bounded_float(0.1, HARD_CAP_SECONDS), help="timed seconds")
-    add("--warmup", type=_bounded_int(0, 10**6), default=100, help="uncounted (default: 100)")
-    add("--timeout", type=_bounded_float(0.1, 300), default=30.0, help="per request, s")
+    add("--concurrency", type=bounded(int, 1, 1024), default=16, help="connections (default: 16)")
+    add("--requests", type=bounded(int, 1, 10**8), help="timed requests (default: 3000)")
+    add("--duration", type=bounded(float, 0.1, HARD_CAP_SECONDS), help="timed seconds")
+    add("--warmup", type=bounded(int, 0, 10**6), default=100, help="uncounted (default: 100)")
+    add("--timeout", type=bounded(float, 0.1, 300), default=30.0, help="per request, s")
     add(
         "--payload-key",
         choices=PAYLOAD_KEYS,
@@ -225,26 +224,6 @@ def _run_id(text: str) -> str:
     if not re.fullmatch(rf"[A-Za-z0-9_-]{{1,{MAX_RUN_ID}}}", text):
         raise argparse.ArgumentTypeError(f"use 1-{MAX_RUN_ID} letters, digits, '_' or '-'")
     return text
-
-
-def _bounded_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = int(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low} and {high}")
-        return value
-
-    return parse
-
-
-def _bounded_float(low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        value = float(text)
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}")
-        return value
-
-    return parse
 
 
 def _render_templates(args: argparse.Namespace, run_id: str) -> list[tuple[bytes, ...]]:
