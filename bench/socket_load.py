@@ -30,11 +30,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,8 +46,9 @@ if __package__ in (None, ""):
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
 
-from bench._common import bounded, latency_line, percentile
+from bench._common import bounded
 from bench.cpu import cpu_snapshot, print_cpu
+from bench.socket_report import Tally, ns_to_ms, report, write_samples
 from bench.spawn import settled_model_stats, spawned_fake_model, spawned_server
 
 TURN_TIMEOUT = 15.0
@@ -67,10 +66,6 @@ def _text(document: dict[str, Any]) -> str:
     return orjson.dumps(document).decode()
 
 
-def _ms(ns: int) -> float:
-    return ns / 1e6
-
-
 @dataclass
 class Turn:
     index: int
@@ -80,23 +75,6 @@ class Turn:
     done_ns: int | None = None
     done: asyncio.Event = field(default_factory=asyncio.Event)
     first: asyncio.Event = field(default_factory=asyncio.Event)
-
-
-@dataclass
-class Tally:
-    first_frame_ns: list[int] = field(default_factory=list)
-    complete_ns: list[int] = field(default_factory=list)
-    ping_ns: list[int] = field(default_factory=list)
-    by_turn: dict[int, list[int]] = field(default_factory=dict)
-    stale: int = 0
-    in_flight: int = 0
-    interruptions: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    # How late the load client's own loop woke up: its stalls inflate every figure above.
-    client_lag_ns: list[int] = field(default_factory=list)
-    send_ns: list[int] = field(default_factory=list)
-    # (seconds since start, what, milliseconds) for --samples.
-    samples: list[tuple[float, str, float]] = field(default_factory=list)
 
 
 class SimulatedCall:
@@ -136,7 +114,7 @@ class SimulatedCall:
         sent = self.pings.pop(stamp, None)
         if sent is not None:
             self.tally.ping_ns.append(now - sent)
-            self.tally.samples.append((now / 1e9, "ping", _ms(now - sent)))
+            self.tally.samples.append((now / 1e9, "ping", ns_to_ms(now - sent)))
         for old_id in self.markers.pop(stamp, ()):
             self.superseded[old_id] = True
 
@@ -188,7 +166,7 @@ class SimulatedCall:
         # (part of the request latency, as for Retell).
         sent = time.perf_counter_ns()
         self.tally.send_ns.append(sent - turn.sent_ns)
-        self.tally.samples.append((sent / 1e9, f"send_turn{index}", _ms(sent - turn.sent_ns)))
+        self.tally.samples.append((sent / 1e9, f"send_turn{index}", ns_to_ms(sent - turn.sent_ns)))
         return turn
 
     def supersede(self, turn: Turn) -> None:
@@ -233,7 +211,7 @@ class SimulatedCall:
         self.tally.first_frame_ns.append(first)
         every = self.args.interrupt_every
         kind = "first_after_interrupt" if every and turn.index % every == 0 else "first"
-        self.tally.samples.append((turn.first_ns / 1e9, kind, _ms(first)))
+        self.tally.samples.append((turn.first_ns / 1e9, kind, ns_to_ms(first)))
         self.tally.complete_ns.append(turn.done_ns - turn.sent_ns)
         self.tally.by_turn.setdefault(turn.index, []).append(first)
 
@@ -288,7 +266,7 @@ async def watch_client_lag(tally: Tally, interval: float = 0.01) -> None:
         lag = time.perf_counter_ns() - before - int(interval * 1e9)
         tally.client_lag_ns.append(max(lag, 0))
         if lag > 20e6:
-            tally.samples.append((time.perf_counter_ns() / 1e9, "client_lag", _ms(lag)))
+            tally.samples.append((time.perf_counter_ns() / 1e9, "client_lag", ns_to_ms(lag)))
 
 
 async def run(url: str, args: argparse.Namespace) -> tuple[Tally, float]:
@@ -328,51 +306,6 @@ def spawned_servers(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
         print(f"(server log: {server.running.log_path})")
 
 
-# --- report ------------------------------------------------------------------------------
-
-
-def _turn_median(tally: Tally, *indexes: int) -> float | None:
-    values = sorted(v for index in indexes for v in tally.by_turn.get(index, []))
-    return _ms(int(percentile(values, 50))) if values else None
-
-
-def report(tally: Tally, elapsed: float, stats: dict[str, int], args: argparse.Namespace) -> None:
-    print(
-        f"\nsocket_load: {args.calls} calls x {args.turns} turns, model TTFT {args.ttft_ms} ms, "
-        f"{args.tokens} tokens every {args.token_ms} ms, pause {args.pause_ms} ms, "
-        f"interrupt every {args.interrupt_every} turns; {elapsed:.1f} s"
-    )
-    print(latency_line("request -> first content frame", tally.first_frame_ns))
-    print(latency_line("request -> content_complete", tally.complete_ns))
-    print(latency_line("server overhead (first - TTFT)", tally.first_frame_ns, args.ttft_ms))
-    print(latency_line("ping_pong round trip", tally.ping_ns))
-    print(latency_line("load client's own loop lag", tally.client_lag_ns))
-    print(latency_line("sending a request (in the above)", tally.send_ns))
-    last = args.turns
-    windows = {
-        f"turn 2 vs turn {last}": ((2,), (last,)),
-        f"turns 2-4 vs {last - 2}-{last}": ((2, 3, 4), (last - 2, last - 1, last)),
-    }
-    for label, (early, late) in windows.items():
-        first, later = _turn_median(tally, *early), _turn_median(tally, *late)
-        if first is not None and later is not None:
-            print(
-                f"  first frame p50, {label}: {first:.2f} vs {later:.2f} ms "
-                f"(x{later / first:.2f}; overhead {first - args.ttft_ms:.2f} vs "
-                f"{later - args.ttft_ms:.2f} ms)"
-            )
-    print(
-        f"  interruptions {tally.interruptions}: stale frames {tally.stale}, "
-        f"superseded frames already in flight {tally.in_flight}"
-    )
-    print(
-        f"  model streams: {stats['started']} started, {stats['completed']} completed, "
-        f"{stats['client_closed']} closed by the server early, {stats['streaming']} still open"
-    )
-    errors = sum(tally.errors.values())
-    print(f"  errors {errors}" + (f": {dict(tally.errors)}" if errors else ""))
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add = parser.add_argument
@@ -404,12 +337,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if bool(args.url) != bool(args.model_url):
         parser.error("--url and --model-url go together")
     return args
-
-
-def write_samples(tally: Tally, path: str) -> None:
-    with open(path, "w") as out:
-        for at, kind, ms in sorted(tally.samples):
-            out.write(json.dumps({"t": round(at, 4), "kind": kind, "ms": round(ms, 3)}) + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
