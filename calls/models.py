@@ -6,7 +6,7 @@ from typing import Any
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from calls.fields import JSONField
+from calls.fields import JSONField, JSONTextField
 from retellhub import fastjson
 
 
@@ -48,8 +48,9 @@ class Call(models.Model):
     disconnection_reason = models.CharField(max_length=64, blank=True, default="")
 
     transcript = models.TextField(blank=True, default="")
-    transcript_object = JSONField(null=True, blank=True)
-    transcript_with_tool_calls = JSONField(null=True, blank=True)
+    # Text, not JSON columns: written on most deliveries, never searched inside (fields.py).
+    transcript_object = JSONTextField(null=True, blank=True)
+    transcript_with_tool_calls = JSONTextField(null=True, blank=True)
     recording_url = models.URLField(max_length=2048, blank=True, default="")
     public_log_url = models.URLField(max_length=2048, blank=True, default="")
     metadata = JSONField(null=True, blank=True)
@@ -84,8 +85,9 @@ class Call(models.Model):
         related_name="+",
         help_text="The event that carried the most advanced full call object received.",
     )
-    # The merge version behind each column's value; see calls/merge.py.
-    field_versions = JSONField(default=dict, blank=True)
+    # The merge version behind each column's value; see calls/merge.py. Rewritten by every
+    # delivery, read only whole: text (fields.py).
+    field_versions = JSONTextField(default=dict, blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
