@@ -64,9 +64,12 @@ def _drop_broken_connections() -> None:
         connection.errors_occurred = False
 
 
-def _return_pooled_connections() -> None:
-    # A pooled PostgreSQL connection goes back to the pool after each job: taking it again
-    # is cheap, and the pool, not an idle thread, then owns it.
+def release_pooled_connections() -> None:
+    """Hand this thread's pooled PostgreSQL connections back to their pool.
+
+    After a job, or a run of jobs: taking a connection again is cheap, and the pool, not an
+    idle thread, then owns it.
+    """
     for connection in connections.all(initialized_only=True):
         if getattr(connection, "pool", None) is not None:
             connection.close()
@@ -75,12 +78,24 @@ def _return_pooled_connections() -> None:
 def run_db_job(fn: Callable[..., R], /, **kwargs: Any) -> R:
     """Run ``fn(**kwargs)`` here, on a database thread, as one job: a connection left
     broken is dropped and a pooled one goes back to its pool afterwards."""
+    try:
+        return run_db_job_holding_connection(fn, **kwargs)
+    finally:
+        release_pooled_connections()
+
+
+def run_db_job_holding_connection(fn: Callable[..., R], /, **kwargs: Any) -> R:
+    """``run_db_job``, except that a pooled connection stays with this thread for the next
+    job; the caller hands it back with ``release_pooled_connections`` when the run ends.
+
+    For jobs back to back (the webhook's batches under load): taking a connection from the
+    pool costs a round trip to check it (``conn_health_checks``) and Django's set-up.
+    """
     _drop_broken_connections()
     try:
         return fn(**kwargs)
     finally:
         _drop_broken_connections()
-        _return_pooled_connections()
 
 
 async def arun_db_job(threads: LazyThreadPool, fn: Callable[..., R], /, **kwargs: Any) -> R:

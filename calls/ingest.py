@@ -27,7 +27,11 @@ from dataclasses import dataclass
 from asgiref.sync import sync_to_async
 from django.conf import settings
 
-from calls.dbwork import run_db_job, submit_db_job
+from calls.dbwork import (
+    release_pooled_connections,
+    run_db_job_holding_connection,
+    submit_db_job,
+)
 from calls.services import DeliveryOutcome, IncomingDelivery, call_events_record
 from retellhub import metrics
 
@@ -78,9 +82,16 @@ class DeliveryWriter:
             return batch
 
     def _drain(self) -> None:
-        """On a database thread: write batches until the queue is empty."""
-        while batch := self._next_batch():
-            _write(batch)
+        """On a database thread: write batches until the queue is empty.
+
+        A pooled PostgreSQL connection is kept from one batch to the next and handed back
+        when the queue runs dry.
+        """
+        try:
+            while batch := self._next_batch():
+                _write(batch)
+        finally:
+            release_pooled_connections()
 
 
 def _write(batch: list[_Pending]) -> None:
@@ -103,7 +114,9 @@ def _record(batch: list[_Pending]) -> list[DeliveryOutcome]:
     """One transaction for the batch, timed and counted whether it commits or fails."""
     started = time.perf_counter()
     try:
-        return run_db_job(call_events_record, deliveries=[p.delivery for p in batch])
+        return run_db_job_holding_connection(
+            call_events_record, deliveries=[p.delivery for p in batch]
+        )
     finally:
         metrics.webhook_batch_written(deliveries=len(batch), seconds=time.perf_counter() - started)
 

@@ -61,3 +61,20 @@ def test_between_jobs_sqlite_keeps_and_a_pool_takes_back_the_connection(pool, se
     held = dbwork.run_db_sync(connection_held)
     pooled = getattr(connection, "pool", None) is not None
     assert held is (not pooled)
+
+
+def test_a_run_of_jobs_holds_its_connection_until_released(pool, settings):
+    settings.DB_WORKER_THREADS = 1
+
+    def run_of_jobs() -> list[bool]:
+        held = []
+        for n in range(2):
+            dbwork.run_db_job_holding_connection(create_call, call_id=f"call_run_{n}")
+            held.append(connection_held())
+        dbwork.release_pooled_connections()
+        return [*held, connection_held()]
+
+    held = dbwork.db_threads.get().submit(run_of_jobs).result()
+    pooled = getattr(connection, "pool", None) is not None
+    # Kept between the jobs either way; at the end a pool takes its connection back.
+    assert held == [True, True, not pooled]

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 import pytest
+from django.db import connection
 from prometheus_client import REGISTRY
 
 from calls import dbwork, ingest, services
@@ -164,3 +165,20 @@ def test_the_queue_drains_and_the_writer_starts_again(db_threads: None) -> None:
             break
         stopped.wait(0.01)
     assert stopped.is_set()
+
+
+def _pool_requests() -> int:
+    return int(connection.pool.get_stats()["requests_num"])
+
+
+def test_back_to_back_batches_take_one_pooled_connection_and_hand_it_back(
+    db_threads: None, batches: list[int], postgres_only: None
+) -> None:
+    before = _pool_requests()
+    items = [delivery("call_started", f"call_pooled_{n}") for n in range(4)]
+    outcomes = asyncio.run(store_all(ingest.DeliveryWriter(), items))
+    assert batches == [1, 3]
+    assert all(outcome.created for outcome in outcomes)
+    # Queued behind the drain on the one database thread: runs once it has finished.
+    assert dbwork.run_db_sync(lambda: connection.connection is None)
+    assert _pool_requests() - before == 1
