@@ -20,7 +20,7 @@ COLUMNS = ("transcript_object", "transcript_with_tool_calls", "field_versions")
 TURNS = [{"role": "user", "content": "Grüße aus Köln, 你好", "words": [{"start": 0.25}]}]
 TOOL_TURNS = [*TURNS, {"role": "tool_call_invocation", "name": "end_call", "arguments": "{}"}]
 VERSIONS = {"status": [3, 40, 1, "ab" * 32], "transcript": [40, 1, "ab" * 32]}
-DOCUMENTS = {
+DOCUMENTS: dict[str, dict[str, object]] = {
     "call_a": {"transcript_object": TURNS, "transcript_with_tool_calls": TOOL_TURNS},
     "call_b": {"transcript_object": None, "transcript_with_tool_calls": None},
 }
