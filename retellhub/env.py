@@ -16,7 +16,13 @@ _FALSE = {"0", "false", "no", "off", ""}
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    """``NAME``, or ``default`` when it is unset or blank.
+
+    Blank counts as unset, as for ``env_int``: env files and Compose files often carry
+    ``DATABASE_URL=`` with nothing after it, which must mean the default, not an error.
+    """
+    raw = os.environ.get(name)
+    return default if raw is None or raw.strip() == "" else raw
 
 
 def env_bool(name: str, default: bool = False) -> bool:

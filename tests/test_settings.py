@@ -88,6 +88,19 @@ def test_env_int_refuses_words(monkeypatch):
         env.env_int("X_COUNT", 1)
 
 
+def test_env_str_reads_a_blank_value_as_unset(monkeypatch):
+    monkeypatch.setenv("X_NAME", "  ")
+    assert env.env_str("X_NAME", "fallback") == "fallback"
+    monkeypatch.setenv("X_NAME", "given")
+    assert env.env_str("X_NAME", "fallback") == "given"
+
+
+def test_a_blank_database_url_means_the_embedded_sqlite_default():
+    result = load_settings(DEBUG="true", DATABASE_URL="")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "django.db.backends.sqlite3"
+
+
 def test_env_list_drops_blanks(monkeypatch):
     monkeypatch.setenv("X_LIST", " a, ,b ,")
     assert env.env_list("X_LIST") == ["a", "b"]
