@@ -10,17 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from calls.llm import records
 from calls.llm.protocol import Utterance
+from calls.llm.tasks import Spawn
 
 # These lines have always come from the session's logger, and filters and searches on the
 # logger name should keep finding them.
 logger = logging.getLogger("calls.llm.session")
-
-Spawn = Callable[[Coroutine[Any, Any, None], str], asyncio.Task[None]]
 
 
 class LiveTranscript:

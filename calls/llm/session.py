@@ -19,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +64,7 @@ from calls.llm.responders import (
     prepare_responder,
     responder_for,
 )
+from calls.llm.tasks import SessionTasks, cancel
 from calls.llm.turns import Turn, elapsed_ms
 from retellhub import metrics
 
@@ -114,8 +115,9 @@ class CallSession:
         # The newest response_id received; the begin message (0) may go out until a real
         # request arrives.
         self.latest_request_id = BEGIN_RESPONSE_ID
+        self.tasks = SessionTasks(call_id=call_id)
         self.live = LiveTranscript(
-            call_id=call_id, interval=options.transcript_save_interval, spawn=self._spawn
+            call_id=call_id, interval=options.transcript_save_interval, spawn=self.tasks.spawn
         )
         self.call_details_seen = asyncio.Event()
         self.profile: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
@@ -126,7 +128,6 @@ class CallSession:
         self.reconnect = False
         self.server_close_code: int | None = None
         self.closed = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._answer: asyncio.Task[None] | None = None
         self._hangup: asyncio.Task[None] | None = None
 
@@ -134,17 +135,14 @@ class CallSession:
 
     async def start(self) -> None:
         await self._send(config_frame())
-        self._spawn(self._open(), "open")
+        self.tasks.spawn(self._open(), "open")
 
     async def shutdown(self, *, close_code: int) -> None:
         """Cancel every task of the session, wait for them, then record the session."""
         if self.closed:
             return
         self.closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()
         for turn in self.turns.values():
             if turn.outcome == "open":
                 turn.outcome = "disconnected"
@@ -152,7 +150,7 @@ class CallSession:
 
     @property
     def running_tasks(self) -> int:
-        return sum(not task.done() for task in self._tasks)
+        return self.tasks.running
 
     # --- inbound -----------------------------------------------------------------------
 
@@ -203,12 +201,12 @@ class CallSession:
             return
         self.latest_request_id = request.response_id
         self._supersede_answer()
-        self._cancel(self._hangup)  # the caller spoke after an end_call: the call goes on
+        cancel(self._hangup)  # the caller spoke after an end_call: the call goes on
         if request.transcript:
             self.live.remember(request.transcript)
         turn = Turn(request.response_id, "reminder" if request.reminder else "response", received)
         self._record_turn(turn)
-        self._answer = self._spawn(self._respond(turn), f"answer-{request.response_id}")
+        self._answer = self.tasks.spawn(self._respond(turn), f"answer-{request.response_id}")
 
     def _supersede_answer(self) -> None:
         if self._answer is not None and not self._answer.done():
@@ -338,7 +336,7 @@ class CallSession:
         if await self._send_for(turn.response_id, frame):
             turn.frame_sent(complete=True)
             if isinstance(turn.action, EndCall):
-                self._hangup = self._spawn(self._hang_up_later(), "hangup")
+                self._hangup = self.tasks.spawn(self._hang_up_later(), "hangup")
 
     async def _hang_up_later(self) -> None:
         # Retell hangs up itself once the closing line is spoken; this only makes sure the
@@ -384,26 +382,3 @@ class CallSession:
             summary["answers"],
             summary["cancelled"],
         )
-
-    # --- tasks -------------------------------------------------------------------------
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coroutine, name=f"llm-{name}-{self.call_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "llm socket task %s failed",
-                task.get_name(),
-                exc_info=task.exception(),
-                extra={"call_id": self.call_id},
-            )
-
-    @staticmethod
-    def _cancel(task: asyncio.Task[None] | None) -> None:
-        if task is not None and not task.done():
-            task.cancel()
