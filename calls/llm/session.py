@@ -2,8 +2,9 @@
 
 The consumer hands every inbound frame to :meth:`CallSession.receive_text` and returns at
 once; nothing slow runs on that path. Pings are answered inline. Answers, the opening
-(begin message), transcript writes and the end-call hang-up each run in their own task, so
-``ping_pong`` is never queued behind generation or a database write.
+(begin message), the live transcript's writes (calls/llm/live_transcript.py) and the
+end-call hang-up each run in their own task, so ``ping_pong`` is never queued behind
+generation or a database write.
 
 Cancellation is exact: a newer ``response_id`` cancels the task generating the older one
 before anything else happens, and every frame for an answer is sent only while its id is
@@ -18,7 +19,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from calls.llm import records
+from calls.llm.live_transcript import LiveTranscript
 from calls.llm.profiles import (
     Profile,
     aprofile_for_agent,
@@ -41,7 +43,6 @@ from calls.llm.protocol import (
     FrameError,
     PingPong,
     TranscriptUpdate,
-    Utterance,
     config_frame,
     encode,
     final_frame,
@@ -63,6 +64,7 @@ from calls.llm.responders import (
     prepare_responder,
     responder_for,
 )
+from calls.llm.tasks import SessionTasks, cancel
 from calls.llm.turns import Turn, elapsed_ms
 from retellhub import metrics
 
@@ -113,12 +115,12 @@ class CallSession:
         # The newest response_id received; the begin message (0) may go out until a real
         # request arrives.
         self.latest_request_id = BEGIN_RESPONSE_ID
-        self.call: dict[str, Any] | None = None
+        self.tasks = SessionTasks(call_id=call_id)
+        self.live = LiveTranscript(
+            call_id=call_id, interval=options.transcript_save_interval, spawn=self.tasks.spawn
+        )
         self.call_details_seen = asyncio.Event()
         self.profile: asyncio.Future[Profile] = asyncio.get_running_loop().create_future()
-        self.transcript: list[Utterance] = []
-        self._unsaved = False  # the live state changed since the last write
-        self._details_unsaved = False
         self.turns: dict[int, Turn] = {}
         self.ignored: Counter[str] = Counter()
         self.pings = 0
@@ -126,26 +128,21 @@ class CallSession:
         self.reconnect = False
         self.server_close_code: int | None = None
         self.closed = False
-        self._tasks: set[asyncio.Task[None]] = set()
         self._answer: asyncio.Task[None] | None = None
         self._hangup: asyncio.Task[None] | None = None
-        self._persist: asyncio.Task[None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
         await self._send(config_frame())
-        self._spawn(self._open(), "open")
+        self.tasks.spawn(self._open(), "open")
 
     async def shutdown(self, *, close_code: int) -> None:
         """Cancel every task of the session, wait for them, then record the session."""
         if self.closed:
             return
         self.closed = True
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.tasks.cancel_all()
         for turn in self.turns.values():
             if turn.outcome == "open":
                 turn.outcome = "disconnected"
@@ -153,7 +150,7 @@ class CallSession:
 
     @property
     def running_tasks(self) -> int:
-        return sum(not task.done() for task in self._tasks)
+        return self.tasks.running
 
     # --- inbound -----------------------------------------------------------------------
 
@@ -175,7 +172,7 @@ class CallSession:
                 self._on_call_details(call)
             case TranscriptUpdate(transcript=transcript):
                 # Keep and persist it; it never cancels a pending answer (D-WS).
-                self._remember(transcript)
+                self.live.remember(transcript)
             case AnswerRequest():
                 self._on_request(message, received)
 
@@ -193,10 +190,9 @@ class CallSession:
         logger.warning("llm socket ignored a frame: %s", reason, extra={"call_id": self.call_id})
 
     def _on_call_details(self, call: dict[str, Any]) -> None:
-        self.call = call
+        # set() only schedules the waiting opening's wake-up: it finds the details stored.
         self.call_details_seen.set()
-        self._details_unsaved = True
-        self._save_soon()
+        self.live.remember_details(call)
 
     def _on_request(self, request: AnswerRequest, received: float) -> None:
         if request.response_id <= self.latest_request_id:
@@ -205,12 +201,12 @@ class CallSession:
             return
         self.latest_request_id = request.response_id
         self._supersede_answer()
-        self._cancel(self._hangup)  # the caller spoke after an end_call: the call goes on
+        cancel(self._hangup)  # the caller spoke after an end_call: the call goes on
         if request.transcript:
-            self._remember(request.transcript)
+            self.live.remember(request.transcript)
         turn = Turn(request.response_id, "reminder" if request.reminder else "response", received)
         self._record_turn(turn)
-        self._answer = self._spawn(self._respond(turn), f"answer-{request.response_id}")
+        self._answer = self.tasks.spawn(self._respond(turn), f"answer-{request.response_id}")
 
     def _supersede_answer(self) -> None:
         if self._answer is not None and not self._answer.done():
@@ -274,12 +270,12 @@ class CallSession:
                 await self.call_details_seen.wait()
         if not per_agent:
             return fallback
-        agent_id = self.call.get("agent_id") if self.call else None
+        agent_id = self.live.call.get("agent_id") if self.live.call else None
         return await aprofile_for_agent(agent_id if isinstance(agent_id, str) else None)
 
     @property
     def variables(self) -> dict[str, str]:
-        return call_variables(self.call)
+        return call_variables(self.live.call)
 
     # --- answering ---------------------------------------------------------------------
 
@@ -287,7 +283,7 @@ class CallSession:
         profile = await asyncio.shield(self.profile)
         context = AnswerContext(
             response_id=turn.response_id,
-            transcript=tuple(self.transcript),
+            transcript=tuple(self.live.transcript),
             reminder=turn.kind == "reminder",
             profile=profile,
             variables=self.variables,
@@ -340,7 +336,7 @@ class CallSession:
         if await self._send_for(turn.response_id, frame):
             turn.frame_sent(complete=True)
             if isinstance(turn.action, EndCall):
-                self._hangup = self._spawn(self._hang_up_later(), "hangup")
+                self._hangup = self.tasks.spawn(self._hang_up_later(), "hangup")
 
     async def _hang_up_later(self) -> None:
         # Retell hangs up itself once the closing line is spoken; this only makes sure the
@@ -351,37 +347,6 @@ class CallSession:
         await self._close_socket(NORMAL_CLOSURE)
 
     # --- records -----------------------------------------------------------------------
-
-    def _remember(self, transcript: list[Utterance]) -> None:
-        if transcript == self.transcript:
-            return  # Retell repeats it in update_only and in the request that follows
-        self.transcript = transcript
-        self._save_soon()
-
-    def _save_soon(self) -> None:
-        self._unsaved = True
-        if self._persist is None or self._persist.done():
-            self._persist = self._spawn(self._persist_live(), "live")
-
-    async def _persist_live(self) -> None:
-        # Throttled and coalesced: one write at a time per call, at most one per interval,
-        # and whatever arrived meanwhile is written once, the latest. The call details ride
-        # on the first write, usually with the first transcript: one row write instead of
-        # two while a call opens (often alongside many others). The list is never mutated
-        # (a new transcript replaces it), so the worker thread may read it.
-        while self._unsaved:
-            await asyncio.sleep(self.options.transcript_save_interval)
-            self._unsaved = False
-            call = self.call if self._details_unsaved else None
-            self._details_unsaved = False
-            try:
-                await records.asave_transcript(
-                    call_id=self.call_id, transcript=self.transcript, call=call
-                )
-            except Exception:
-                logger.exception(
-                    "llm socket could not save the call", extra={"call_id": self.call_id}
-                )
 
     def summary(self, close_code: int) -> dict[str, Any]:
         turns = [turn.as_record() for turn in self.turns.values()]
@@ -409,14 +374,7 @@ class CallSession:
 
     async def _save_session(self, close_code: int) -> None:
         summary = self.summary(close_code)
-        try:
-            await records.asave_session(
-                call_id=self.call_id, summary=summary, call=self.call, transcript=self.transcript
-            )
-        except Exception:
-            logger.exception(
-                "llm socket could not save the session", extra={"call_id": self.call_id}
-            )
+        await self.live.save_final(summary=summary)
         logger.info(
             "llm socket closed: call %s code %s answers %d cancelled %d",
             self.call_id,
@@ -424,26 +382,3 @@ class CallSession:
             summary["answers"],
             summary["cancelled"],
         )
-
-    # --- tasks -------------------------------------------------------------------------
-
-    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coroutine, name=f"llm-{name}-{self.call_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error(
-                "llm socket task %s failed",
-                task.get_name(),
-                exc_info=task.exception(),
-                extra={"call_id": self.call_id},
-            )
-
-    @staticmethod
-    def _cancel(task: asyncio.Task[None] | None) -> None:
-        if task is not None and not task.done():
-            task.cancel()
