@@ -9,8 +9,12 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+
+from calls.net import is_loopback
 
 
 def process_cpu_seconds(pid: int) -> float | None:
@@ -20,6 +24,40 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def processes_cpu_seconds(name: str) -> float | None:
+    """User + system CPU so far of every running process named ``name`` (its ``comm``, as
+    ``ps`` shows it), whoever owns it; None where /proc is missing.
+
+    For a database server on this machine, such as ``postgres``: the CPU a benchmark's
+    queries cost it. Processes that ended meanwhile are not counted, which is right for
+    PostgreSQL while the benchmarked server's pool keeps its connections open.
+    """
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return None
+    total = 0.0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if (entry / "comm").read_text().strip() != name:
+                continue
+        except OSError:
+            continue  # it ended while we looked
+        total += process_cpu_seconds(int(entry.name)) or 0.0
+    return total
+
+
+def local_postgresql_cpu_seconds(environ: Mapping[str, str]) -> float | None:
+    """PostgreSQL's CPU so far when ``DATABASE_URL`` in ``environ`` names one on this
+    machine (loopback or a Unix socket); None otherwise."""
+    parts = urlsplit(environ.get("DATABASE_URL", ""))
+    local = parts.hostname is None or is_loopback(parts.hostname)
+    if parts.scheme not in {"postgres", "postgresql"} or not local:
+        return None
+    return processes_cpu_seconds("postgres")
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import HttpConnection, RetellSigner, Target, bounded, parse_target, summarize_ms
+from bench.cpu import local_postgresql_cpu_seconds
 from bench.spawn import SERVER_KINDS, SpawnedServer, spawned_server
 from bench.webhook_bodies import (
     CALL_ID_SLOT,
@@ -294,11 +295,14 @@ def _server_lines(report: Json) -> list[str]:
     if "server" not in report:
         return []
     cpu = report["server_cpu_ms_per_response"]
-    return [f"server        {report['server']}, CPU {_ms(cpu)} ms per response"]
+    lines = [f"server        {report['server']}, CPU {_ms(cpu)} ms per response"]
+    database = report.get("database_cpu_ms_per_response")
+    if database is not None:
+        lines.append(f"database      PostgreSQL here, CPU {_ms(database)} ms per response")
+    return lines
 
 
-def _cpu_per_response(server: SpawnedServer, before: float | None, tally: Tally) -> float | None:
-    after = server.cpu_seconds()
+def _per_response(before: float | None, after: float | None, tally: Tally) -> float | None:
     if before is None or after is None or not tally.latencies_ns:
         return None
     return round((after - before) * 1000 / len(tally.latencies_ns), 3)
@@ -356,6 +360,8 @@ async def _main(args: argparse.Namespace, server: SpawnedServer | None = None) -
         await _run_phase(workers, args.warmup, hard_deadline)
         dials_before = sum(conn.connects for conn in conns)
         cpu_before = server.cpu_seconds() if server else None
+        # PostgreSQL's own share, when the spawned server uses one on this machine.
+        db_before = local_postgresql_cpu_seconds(os.environ) if server else None
         began = time.perf_counter()
         duration_deadline = None if args.duration is None else began + args.duration
         deadline = min(hard_deadline, duration_deadline or hard_deadline)
@@ -368,7 +374,12 @@ async def _main(args: argparse.Namespace, server: SpawnedServer | None = None) -
     report = _report(args, tally, elapsed, _stop_reason(budget, duration_deadline), run_id)
     if server is not None:
         report["server"] = server.kind
-        report["server_cpu_ms_per_response"] = _cpu_per_response(server, cpu_before, tally)
+        report["server_cpu_ms_per_response"] = _per_response(
+            cpu_before, server.cpu_seconds(), tally
+        )
+        report["database_cpu_ms_per_response"] = _per_response(
+            db_before, local_postgresql_cpu_seconds(os.environ), tally
+        )
     print(json.dumps(report) if args.json else _format_text(report))
     return 0
 

@@ -1,0 +1,63 @@
+"""bench/cpu.py: CPU read from /proc for the benchmarks' reports."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from bench.cpu import local_postgresql_cpu_seconds, process_cpu_seconds, processes_cpu_seconds
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+
+
+def _burn(seconds: float) -> None:
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+
+
+def test_processes_by_name_include_this_one_and_grow_with_its_work():
+    name = Path("/proc/self/comm").read_text().strip()
+    before = processes_cpu_seconds(name)
+    own = process_cpu_seconds(os.getpid())
+    assert before is not None
+    assert own is not None
+    assert before >= own - 0.01
+    _burn(0.2)  # CPU time, read back from /proc: not a wall-clock figure
+    after = processes_cpu_seconds(name)
+    assert after is not None
+    assert after - before >= 0.15
+
+
+def test_a_name_nothing_runs_under_counts_nothing():
+    assert processes_cpu_seconds("no-such-process-name") == 0.0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgres://postgres@127.0.0.1:5432/db",
+        "postgresql://u@localhost/db",
+        "postgres:///db",  # a Unix socket
+    ],
+)
+def test_postgresql_on_this_machine_is_read(url, monkeypatch):
+    seen: list[str] = []
+
+    def counted(name: str) -> float:
+        seen.append(name)
+        return 1.5
+
+    monkeypatch.setattr("bench.cpu.processes_cpu_seconds", counted)
+    assert local_postgresql_cpu_seconds({"DATABASE_URL": url}) == 1.5
+    assert seen == ["postgres"]
+
+
+@pytest.mark.parametrize(
+    "url", ["", "sqlite:////tmp/bench.sqlite3", "postgres://u@db.example.com:5432/db"]
+)
+def test_anything_else_is_not(url):
+    assert local_postgresql_cpu_seconds({"DATABASE_URL": url}) is None
