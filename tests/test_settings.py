@@ -155,3 +155,26 @@ def test_postgresql_binds_parameters_on_the_server_unless_told_otherwise(
     assert config["OPTIONS"]["server_side_binding"] is expected
     assert config["OPTIONS"]["sslmode"] == "require"  # options from the URL are kept
     assert "pool" in config["OPTIONS"]
+
+
+@pytest.mark.parametrize(
+    ("pool", "prepared", "threshold"),
+    [
+        (None, None, 5),  # our own pool: direct connections keep their prepared statements
+        ("false", None, None),  # PgBouncer in transaction mode may not
+        ("false", "true", 5),  # PgBouncer 1.21+ with max_prepared_statements
+        (None, "false", None),
+    ],
+)
+def test_postgresql_prepares_repeated_statements_where_connections_keep_them(
+    monkeypatch: pytest.MonkeyPatch, pool: str | None, prepared: str | None, threshold: int | None
+) -> None:
+    from retellhub import settings
+
+    for name, value in (("DATABASE_POOL", pool), ("DATABASE_PREPARED_STATEMENTS", prepared)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    config = settings._database("postgres://u:p@db.example:5432/app")
+    assert config["OPTIONS"].get("prepare_threshold") == threshold

@@ -1,5 +1,6 @@
 """How the webhook tables are stored: compression of the large columns on PostgreSQL
-(calls/migrations/0004_lz4_compression.py), their indexes (0007) and unique keys."""
+(calls/migrations/0004_lz4_compression.py), their indexes (0007) and unique keys, and the
+prepared statements that write them."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import importlib
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 
 from calls.models import Call
@@ -93,3 +95,16 @@ def test_call_ids_and_body_hashes_stay_unique(create: Any, duplicate: Any) -> No
     create()
     with pytest.raises(IntegrityError), transaction.atomic():
         duplicate().save()
+
+
+def test_repeated_statements_are_prepared_on_the_server(postgres_only: None) -> None:
+    threshold = settings.PREPARE_THRESHOLD
+    if connection.settings_dict["OPTIONS"].get("prepare_threshold") != threshold:
+        pytest.skip("prepared statements are off (DATABASE_PREPARED_STATEMENTS=false)")
+    call = CallFactory.create()
+    for _ in range(threshold + 1):
+        Call.objects.filter(pk=call.pk).values_list("call_id", flat=True).get()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    assert any('FROM "calls_call"' in statement for statement in prepared)
