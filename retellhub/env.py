@@ -2,6 +2,7 @@
 
 Every variable is documented in ``config/env.example``. Secrets may also be given as
 ``NAME_FILE`` pointing at a file (Docker and Kubernetes secrets), which wins over ``NAME``.
+A variable set to nothing (``NAME=``, common in env and Compose files) counts as unset.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -27,8 +28,8 @@ def env_str(name: str, default: str = "") -> str:
 
 def env_bool(name: str, default: bool = False) -> bool:
     raw = os.environ.get(name)
-    if raw is None:
-        return default
+    if raw is None or raw.strip() == "":
+        return default  # blank counts as unset, as for every reader here
     value = raw.strip().lower()
     # Strict on purpose: a typo such as DEBUG=ture must not silently mean False.
     if value in _TRUE:
@@ -49,8 +50,9 @@ def env_int(name: str, default: int) -> int:
 
 
 def env_list(name: str, default: str = "") -> list[str]:
-    """A comma-separated list; blanks around items and empty items are dropped."""
-    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+    """A comma-separated list; blanks around items and empty items are dropped. A blank
+    value counts as unset: the default's items."""
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
 
 
 def env_secret(name: str, default: str = "") -> str:

@@ -76,6 +76,12 @@ def test_env_bool_is_strict_but_friendly(monkeypatch, raw, value):
     assert env.env_bool("X_FLAG") is value
 
 
+def test_a_blank_boolean_keeps_its_default(monkeypatch):
+    monkeypatch.setenv("X_FLAG", " ")
+    assert env.env_bool("X_FLAG", True) is True
+    assert env.env_bool("X_FLAG", False) is False
+
+
 def test_env_bool_refuses_typos(monkeypatch):
     monkeypatch.setenv("X_FLAG", "ture")
     with pytest.raises(ImproperlyConfigured, match="X_FLAG must be a boolean"):
@@ -104,6 +110,8 @@ def test_a_blank_database_url_means_the_embedded_sqlite_default():
 def test_env_list_drops_blanks(monkeypatch):
     monkeypatch.setenv("X_LIST", " a, ,b ,")
     assert env.env_list("X_LIST") == ["a", "b"]
+    monkeypatch.setenv("X_LIST", "")
+    assert env.env_list("X_LIST", "c,d") == ["c", "d"]
 
 
 def sqlite_synchronous(**variables: str) -> subprocess.CompletedProcess[str]:
