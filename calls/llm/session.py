@@ -148,10 +148,6 @@ class CallSession:
                 turn.outcome = "disconnected"
         await self._save_session(close_code)
 
-    @property
-    def running_tasks(self) -> int:
-        return self.tasks.running
-
     # --- inbound -----------------------------------------------------------------------
 
     async def receive_text(self, text: str) -> None:
