@@ -12,6 +12,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer, AsyncWebsocketConsumer
 from django.conf import settings
 
+from calls.live_presence import presence
 from calls.llm.access import socket_refusal
 from calls.llm.session import CallSession, SessionOptions
 from calls.realtime import (
@@ -132,6 +133,7 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
     messages from calls/realtime.py, each a call's whole state to replace, not append."""
 
     group: str = ""
+    counted = False  # among the open sockets calls/live_presence.py counts
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -144,6 +146,9 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
         # an update after it, and the page keeps whichever version is newer.
         await self.channel_layer.group_add(self.group, self.channel_name)
         publish_on_this_loop()
+        # Before the snapshot too: writers in other processes start sending from here on.
+        await presence.socket_opened()
+        self.counted = True
         await self.accept()
         if call_id:
             snapshot = await database_sync_to_async(call_snapshot)(call_id=call_id)
@@ -152,6 +157,9 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
         await self.send_json(snapshot)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            presence.socket_closed()
         if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 

@@ -35,6 +35,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from calls.live_presence import presence
 from calls.models import Call
 from calls.selectors import live_call_get, live_calls, transcript_turns
 
@@ -238,7 +239,7 @@ def publish(broadcast: Broadcast) -> None:
 
 
 def _publish_call(call: Call) -> None:
-    if _publishing_loop() is None:
+    if _publishing_loop() is None or not presence.anyone_watching():
         return  # nobody can be watching: skip building the call's state
     try:
         if call.get_deferred_fields():
