@@ -147,8 +147,8 @@ class LiveCallsConsumer(AsyncJsonWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         publish_on_this_loop()
         # Before the snapshot too: writers in other processes start sending from here on.
+        self.counted = True  # counted as soon as socket_opened starts, even if cancelled
         await presence.socket_opened()
-        self.counted = True
         await self.accept()
         if call_id:
             snapshot = await database_sync_to_async(call_snapshot)(call_id=call_id)
