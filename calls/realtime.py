@@ -1,8 +1,9 @@
 """The live monitor's side of Channels: group names, what is sent, and sending it after commit.
 
 Writers (the webhook's transaction, the call socket's transcript writes) call
-:func:`call_broadcast_on_commit` inside their transaction. Nothing leaves before the commit,
-so a rolled-back write never reaches a browser (zulip's ``send_event_on_commit``).
+:func:`call_broadcast_on_commit` (or ``calls_broadcast_on_commit``) inside their
+transaction. Nothing leaves before the commit, so a rolled-back write never reaches a
+browser (zulip's ``send_event_on_commit``).
 
 The send itself never runs on the writer's thread either. The commit callback only hands
 the call's state to an event loop and returns; there a per-call throttle sends at most one
@@ -37,7 +38,7 @@ from django.utils import timezone
 
 from calls.live_presence import presence
 from calls.models import Call
-from calls.selectors import live_call_get, live_calls, transcript_turns
+from calls.selectors import live_call_get, live_calls, live_calls_by_pk, transcript_turns
 
 logger = logging.getLogger(__name__)
 
@@ -238,24 +239,32 @@ def publish(broadcast: Broadcast) -> None:
         loop.call_soon_threadsafe(_submit, broadcast)
 
 
-def _publish_call(call: Call) -> None:
+def _publish_calls(calls: list[Call]) -> None:
+    """Hand the committed state of ``calls`` to the sending loop (a commit callback).
+
+    One query reads them all back, with only the columns the monitor shows: writers lock
+    only the columns they merge, and a webhook batch commits many calls at once. A query
+    per call, loading every column, was most of a webhook's cost while a page was open.
+    """
     if _publishing_loop() is None or not presence.anyone_watching():
-        return  # nobody can be watching: skip building the call's state
+        return  # nobody can be watching: skip building the calls' state
     try:
-        if call.get_deferred_fields():
-            # Writers lock only the columns they merge; read the committed row in one query
-            # rather than a query per column the state shows.
-            committed = Call.objects.filter(pk=call.pk).first()
-            if committed is None:
-                return  # deleted since (pruned): nothing left to show
-            call = committed
-        publish(_broadcast_of(call))
+        # A call deleted since (pruned) is simply not read back: nothing left to show.
+        for committed in live_calls_by_pk(pks=[call.pk for call in calls]):
+            publish(_broadcast_of(committed))
     except Exception:
         # Never let the live view break a write that has already committed.
-        logger.warning("live monitor update for call %s not queued", call.call_id, exc_info=True)
+        ids = ", ".join(call.call_id for call in calls)
+        logger.warning("live monitor update for call %s not queued", ids, exc_info=True)
 
 
 def call_broadcast_on_commit(*, call: Call) -> None:
     """Show ``call`` as saved to live monitors once the current transaction commits
     (outside a transaction: at once). Nothing is sent if it rolls back."""
-    transaction.on_commit(partial(_publish_call, call), robust=True)
+    calls_broadcast_on_commit(calls=[call])
+
+
+def calls_broadcast_on_commit(*, calls: list[Call]) -> None:
+    """``call_broadcast_on_commit`` for several calls, read back together."""
+    if calls:
+        transaction.on_commit(partial(_publish_calls, calls), robust=True)

@@ -311,3 +311,8 @@ def live_calls(*, now: datetime | None = None) -> list[Call]:
 
 def live_call_get(*, call_id: str) -> Call | None:
     return Call.objects.only(*LIVE_COLUMNS).filter(call_id=call_id).first()
+
+
+def live_calls_by_pk(*, pks: list[int]) -> list[Call]:
+    """The calls with these primary keys that still exist, as the monitor shows them."""
+    return list(Call.objects.only(*LIVE_COLUMNS).filter(pk__in=pks).order_by("pk"))

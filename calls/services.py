@@ -18,7 +18,7 @@ from django.utils import timezone
 from calls.merge import Observation, merge, observation_version
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
-from calls.realtime import call_broadcast_on_commit
+from calls.realtime import calls_broadcast_on_commit
 from calls.rowwrites import rows_insert, rows_locked, rows_update
 from notifications.services import outbox_enqueue_for_delivery
 
@@ -220,8 +220,7 @@ def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
     rows_update((call, _merged_columns(names)) for call, names in changed.items())
-    for call in changed:
-        call_broadcast_on_commit(call=call)  # to the live monitor, once this commits
+    calls_broadcast_on_commit(calls=list(changed))  # to the live monitor, once this commits
     # Side effects are outbox rows in this same transaction: they commit with the events
     # or not at all, and the request itself never touches the network (design rule 5).
     for row in rows:

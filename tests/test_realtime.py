@@ -9,11 +9,15 @@ from typing import Any
 
 import pytest
 from channels.layers import InMemoryChannelLayer
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from calls import realtime
 from calls.llm import records
 from calls.models import Call
+from calls.payloads import parse_webhook
 from calls.realtime import Broadcast, Sender, call_group, call_state
+from calls.services import IncomingDelivery, call_events_record
 from tests.factories import CallFactory
 from tests.live import conversation, webhook_body
 
@@ -100,6 +104,23 @@ def test_a_stored_webhook_is_broadcast_once_it_commits(
     assert [b.call_id for b in published] == ["call_rt_commit"]
     assert published[0].summary["status"] == "ongoing"
     assert published[0].detail["agent"] == "Northwind Reception"
+
+
+def test_a_batch_of_calls_is_read_back_in_one_query(published, django_capture_on_commit_callbacks):
+    deliveries = [
+        IncomingDelivery(
+            event=parse_webhook(body), raw_body=body, source_ip=None, key_fingerprint="k"
+        )
+        for body in (webhook_body("call_started", f"call_rt_batch_{n}") for n in range(3))
+    ]
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        call_events_record(deliveries=deliveries)
+    assert len(callbacks) == 1  # one hook for the whole batch
+    with CaptureQueriesContext(connection) as queries:
+        callbacks[0]()
+    assert len(queries) == 1
+    assert sorted(b.call_id for b in published) == [f"call_rt_batch_{n}" for n in range(3)]
+    assert "transcript_with_tool_calls" not in queries[0]["sql"]  # only what is shown
 
 
 def test_a_duplicate_delivery_broadcasts_nothing(
