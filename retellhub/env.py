@@ -16,20 +16,21 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def env_str(name: str, default: str = "") -> str:
-    """``NAME``, or ``default`` when it is unset or blank.
-
-    Blank counts as unset, as for ``env_int``: env files and Compose files often carry
-    ``DATABASE_URL=`` with nothing after it, which must mean the default, not an error.
-    """
+def _given(name: str) -> str | None:
+    """``NAME``'s value, or None when it is unset or blank: env files and Compose files
+    often carry ``DATABASE_URL=`` with nothing after it, which must mean the default."""
     raw = os.environ.get(name)
-    return default if raw is None or raw.strip() == "" else raw
+    return None if raw is None or not raw.strip() else raw
+
+
+def env_str(name: str, default: str = "") -> str:
+    return _given(name) or default
 
 
 def env_bool(name: str, default: bool = False) -> bool:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default  # blank counts as unset, as for every reader here
+    raw = _given(name)
+    if raw is None:
+        return default
     value = raw.strip().lower()
     # Strict on purpose: a typo such as DEBUG=ture must not silently mean False.
     if value in _TRUE:
@@ -40,8 +41,8 @@ def env_bool(name: str, default: bool = False) -> bool:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
+    raw = _given(name)
+    if raw is None:
         return default
     try:
         return int(raw)
@@ -63,4 +64,4 @@ def env_secret(name: str, default: str = "") -> str:
             return Path(path).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise ImproperlyConfigured(f"{name}_FILE={path!r} cannot be read: {exc}") from None
-    return os.environ.get(name, default)
+    return env_str(name, default)
