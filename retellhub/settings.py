@@ -151,8 +151,9 @@ def _database(url: str) -> dict[str, Any]:
         # the process id keeps parallel test runs on one machine apart.
         config["TEST"] = {"NAME": str(BASE_DIR / f"test_retellhub_{os.getpid()}.sqlite3")}
     elif config["ENGINE"] == "django.db.backends.postgresql":
-        config.setdefault("OPTIONS", {}).update(_postgresql_options())
-        if env_bool("DATABASE_POOL", True):
+        pooled = env_bool("DATABASE_POOL", True)
+        config.setdefault("OPTIONS", {}).update(_postgresql_options(pooled=pooled))
+        if pooled:
             # Under ASGI every request runs its sync code in a fresh thread, so without a
             # pool each webhook would pay for a new PostgreSQL connection. Pooling requires
             # CONN_MAX_AGE=0 (the pool owns the connections' lifetime).
@@ -170,7 +171,7 @@ def _database(url: str) -> dict[str, Any]:
 PREPARE_THRESHOLD = 5
 
 
-def _postgresql_options() -> dict[str, Any]:
+def _postgresql_options(*, pooled: bool) -> dict[str, Any]:
     # Server-side binding sends parameters apart from the SQL text. With Django's default
     # client-side binding, psycopg quotes every value into the statement in Python and
     # PostgreSQL lexes it back out: for the webhook's 10-20 KB bodies and call objects that
@@ -183,7 +184,7 @@ def _postgresql_options() -> dict[str, Any]:
     # delivery. Django leaves them off because a pooler in transaction mode (PgBouncer
     # before 1.21, or without max_prepared_statements) loses them between transactions; so
     # they follow DATABASE_POOL, off for the PgBouncer set-up the README describes.
-    if env_bool("DATABASE_PREPARED_STATEMENTS", env_bool("DATABASE_POOL", True)):
+    if env_bool("DATABASE_PREPARED_STATEMENTS", pooled):
         options["prepare_threshold"] = PREPARE_THRESHOLD
     return options
 
