@@ -2,15 +2,17 @@
 
 Every committed webhook or transcript write offers the call to the live monitor
 (calls/realtime.py), which reads the committed row back, builds the call's state twice
-(list and page) and sends both over the channel layer. With the in-memory layer that
-happens only while a live socket is open in the process. With Redis (the production
-set-up) a writer cannot see other processes' sockets, so it did all of it on every write:
-on the 2-core benchmark machine that took PostgreSQL webhooks at concurrency 16 from about
-1,000 to about 300 requests/s, for messages no browser was there to receive.
+(list and page) and sends both over the channel layer. With Redis (the production set-up)
+a writer cannot see other processes' sockets, so it did all of it on every write: on the
+2-core benchmark machine that took PostgreSQL webhooks at concurrency 16 from about 1,000
+to about 300 requests/s, for messages no browser was there to receive. With the in-memory
+layer it did so in any process whose first live page had ever opened.
 
-So each process that has live sockets open keeps a key in Redis alive (set when a socket
-opens, refreshed while any stays open, gone ``TTL_SECONDS`` after the last one closes), and
-writers look for it before building an update. A writer remembers the answer briefly: a
+Writers therefore ask ``presence.anyone_watching()`` first (realtime's publishing loop
+does). A process counts its own open live sockets, all the in-memory layer can reach. With
+Redis, each process that has live sockets open also keeps a key alive there (set when a
+socket opens, refreshed while any stays open, gone ``TTL_SECONDS`` after the last one
+closes), and writers look for it. A writer remembers Redis's answer briefly: a
 "yes" for ``WATCHED_CACHE_SECONDS``, a "no" only for ``UNWATCHED_CACHE_SECONDS``, about one
 batch of writes. A write committed within that moment after a page opened (and after the
 page read its snapshot) may not be shown until the call's next write. If Redis cannot be
@@ -63,7 +65,7 @@ class Presence:
     async def socket_opened(self) -> None:
         self.open_sockets += 1
         if not settings.REDIS_URL:
-            return  # the in-memory layer: realtime sees this process's sockets itself
+            return  # the in-memory layer: only this process's count matters
         await self._refresh_once()
         if self._refresher is None or self._refresher.done():
             self._refresher = asyncio.create_task(self._refresh_while_open())
@@ -86,10 +88,11 @@ class Presence:
     # --- Writers (any thread) -------------------------------------------------------------
 
     def anyone_watching(self) -> bool:
-        """Whether some process has a live socket open (always True without Redis: the
-        in-memory layer's check is realtime's own)."""
+        """Whether a live socket is open here or, with Redis, in any process."""
+        if self.open_sockets > 0:
+            return True  # no need to ask Redis
         if not settings.REDIS_URL:
-            return True
+            return False  # the in-memory layer reaches this process's sockets only
         now = time.monotonic()
         with self._lock:
             if now < self._valid_until:
@@ -104,11 +107,6 @@ class Presence:
         with self._lock:
             self._answer, self._valid_until = answer, now + keep
         return answer
-
-    def forget(self) -> None:
-        """Ask Redis again at the next write (tests, after changing what is open)."""
-        with self._lock:
-            self._valid_until = 0.0
 
 
 presence = Presence()

@@ -216,6 +216,10 @@ def _background_loop() -> asyncio.AbstractEventLoop:
 
 
 def _publishing_loop() -> asyncio.AbstractEventLoop | None:
+    """Where updates are sent from; None when no live page is open anywhere it could be
+    told (calls/live_presence.py), so that writers build nothing."""
+    if not presence.anyone_watching():
+        return None
     loop = _server_loop
     if loop is not None and loop.is_running():
         return loop
@@ -246,7 +250,7 @@ def _publish_calls(calls: list[Call]) -> None:
     only the columns they merge, and a webhook batch commits many calls at once. A query
     per call, loading every column, was most of a webhook's cost while a page was open.
     """
-    if _publishing_loop() is None or not presence.anyone_watching():
+    if _publishing_loop() is None:
         return  # nobody can be watching: skip building the calls' state
     try:
         # A call deleted since (pruned) is simply not read back: nothing left to show.

@@ -37,12 +37,14 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return now
 
 
-def test_without_redis_writers_leave_the_question_to_the_in_memory_layer(settings):
+def test_without_redis_only_this_processs_open_sockets_count(settings):
     settings.REDIS_URL = ""
     presence = Presence()
+    assert not presence.anyone_watching()
     asyncio.run(presence.socket_opened())  # nothing to record anywhere
-    assert presence.open_sockets == 1
     assert presence.anyone_watching()
+    presence.socket_closed()
+    assert not presence.anyone_watching()  # the page closed: writers build nothing again
 
 
 @needs_redis
@@ -84,8 +86,7 @@ def test_when_redis_cannot_be_asked_writers_send_and_say_so_once(settings, clock
 def test_with_nobody_watching_a_write_builds_no_update(
     redis, monkeypatch, signed_post, django_capture_on_commit_callbacks
 ):
-    # A sending loop exists (Redis), but no live socket is open in any process.
-    monkeypatch.setattr(realtime, "_publishing_loop", lambda: asyncio.new_event_loop)
+    # The layer is Redis (a sending loop would exist), but no live socket is open anywhere.
     monkeypatch.setattr(realtime, "presence", Presence())
 
     def unexpected(call: object) -> realtime.Broadcast:

@@ -26,10 +26,8 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def listening(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As if a live monitor were watching (a sending loop exists, and a live socket is open
-    somewhere: calls/live_presence.py, when the layer is Redis)."""
+    """As if a live monitor could be watching (a sending loop exists)."""
     monkeypatch.setattr(realtime, "_publishing_loop", lambda: asyncio.new_event_loop)
-    monkeypatch.setattr(realtime.presence, "anyone_watching", lambda: True)
 
 
 @pytest.fixture
