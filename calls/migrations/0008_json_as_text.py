@@ -24,29 +24,19 @@ TRANSCRIPTS = ("transcript_object", "transcript_with_tool_calls")
 BOOKKEEPING = "field_versions"
 
 
-def _compress(schema_editor, columns, method) -> None:
-    """``SET COMPRESSION method`` on ``columns`` where PostgreSQL has LZ4 (see 0004)."""
-    connection = schema_editor.connection
-    if connection.vendor != "postgresql":
-        return
-    lz4 = importlib.import_module("calls.migrations.0004_lz4_compression")
-    with connection.cursor() as cursor:
-        if not lz4._lz4_available(cursor):
-            return
-        quote = connection.ops.quote_name
-        changes = ", ".join(
-            f"ALTER COLUMN {quote(column)} SET COMPRESSION {method}" for column in columns
-        )
-        cursor.execute(f"ALTER TABLE {quote(TABLE)} {changes}")
+# LZ4 where PostgreSQL has it, one column at a time, as 0005 re-compressed its column.
+_0005 = importlib.import_module("calls.migrations.0005_callevent_payload_from_raw_body")
 
 
 def compress_text_columns(apps, schema_editor) -> None:
-    _compress(schema_editor, [*TRANSCRIPTS, BOOKKEEPING], "lz4")
+    for column in (*TRANSCRIPTS, BOOKKEEPING):
+        _0005.compress_like_0004(schema_editor, TABLE, column)
 
 
 def compress_json_columns(apps, schema_editor) -> None:
     # As before this migration: 0004 set LZ4 on the transcripts only.
-    _compress(schema_editor, TRANSCRIPTS, "lz4")
+    for column in TRANSCRIPTS:
+        _0005.compress_like_0004(schema_editor, TABLE, column)
 
 
 class Migration(migrations.Migration):
