@@ -55,6 +55,14 @@ STATUS_RANK: dict[str, int] = {
 }
 UNKNOWN_STATUS_RANK = -1
 
+# Columns that only ever change together, under one version: the structured transcript is
+# either a reference to the event that carried it or held inline (calls/models.py), and an
+# observation sets all three at once, so every order leaves them from the same observation.
+SHARED_VERSION = {
+    "transcript_with_tool_calls": "transcript_object",
+    "transcript_event": "transcript_object",
+}
+
 # Bookkeeping keys stored beside the columns in ``Call.field_versions``: the version of the
 # call object that ``Call.call_object_event`` points at.
 CALL_OBJECT = "call_object"
@@ -96,10 +104,11 @@ def merge(versions: Mapping[str, list[Any]], observation: Observation) -> MergeR
     result = MergeResult()
     for name, value in observation.fields.items():
         candidate = _field_version(name, value, observation.version)
-        current = versions.get(name)
+        key = SHARED_VERSION.get(name, name)
+        current = versions.get(key)
         if current is None or candidate > current:
             result.updates[name] = value
-            result.versions[name] = candidate
+            result.versions[key] = candidate
     current = versions.get(CALL_OBJECT)
     if observation.call_object_event is None:
         return result

@@ -30,6 +30,10 @@ class Sentiment(models.TextChoices):
     UNKNOWN = "Unknown"
 
 
+# The Call columns a webhook's call object fills by reference (Call.transcript_event).
+TRANSCRIPT_DOCUMENTS = ("transcript_object", "transcript_with_tool_calls")
+
+
 class Call(models.Model):
     """Everything known about one call, merged order-free from its events (see merge.py)."""
 
@@ -48,9 +52,21 @@ class Call(models.Model):
     disconnection_reason = models.CharField(max_length=64, blank=True, default="")
 
     transcript = models.TextField(blank=True, default="")
-    # Text, not JSON columns: written on most deliveries, never searched inside (fields.py).
+    # The structured transcript, with every word's timings, is most of a delivery's bytes.
+    # When a stored event carried the winning one (any webhook), the call refers to that
+    # event instead of copying it (``transcript_event``), and these two stay empty. They
+    # hold it only when no event did: the call socket's live transcript. Read both through
+    # ``transcript_document``. Text, not JSON columns: never searched inside (fields.py).
     transcript_object = JSONTextField(null=True, blank=True)
     transcript_with_tool_calls = JSONTextField(null=True, blank=True)
+    transcript_event = models.ForeignKey(
+        "CallEvent",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="The event whose call object carried the structured transcript.",
+    )
     recording_url = models.URLField(max_length=2048, blank=True, default="")
     public_log_url = models.URLField(max_length=2048, blank=True, default="")
     metadata = JSONField(null=True, blank=True)
@@ -123,6 +139,28 @@ class Call(models.Model):
     @property
     def is_finished(self) -> bool:
         return self.status in {CallStatus.ENDED, CallStatus.NOT_CONNECTED, CallStatus.ERROR}
+
+    def transcript_document(self, name: str) -> list[Any] | None:
+        """``transcript_object`` or ``transcript_with_tool_calls`` as last merged: from the
+        event referred to (a query unless it was selected with the call), else as held.
+        """
+        if name not in TRANSCRIPT_DOCUMENTS:
+            raise ValueError(f"not a transcript document: {name!r}")
+        event = self.transcript_event
+        if event is None:
+            held: list[Any] | None = getattr(self, name)
+            return held
+        payload = event.payload
+        value = payload.get(name) if isinstance(payload, dict) else None
+        return value if isinstance(value, list) else None
+
+    def column_values(self) -> dict[str, Any]:
+        """Every column by attname, with the transcript documents resolved: what the call
+        says, whichever way its transcript is stored."""
+        values = {f.attname: getattr(self, f.attname) for f in self._meta.concrete_fields}
+        del values["transcript_event_id"]
+        values.update((name, self.transcript_document(name)) for name in TRANSCRIPT_DOCUMENTS)
+        return values
 
     @property
     def call_object(self) -> Any:

@@ -145,11 +145,10 @@ def snapshot_body(call: dict[str, Any]) -> bytes:
 def _columns(call: Call | None) -> dict[str, Any]:
     if call is None:
         return {}
-    return {
-        f.attname: getattr(call, f.attname)
-        for f in Call._meta.concrete_fields
-        if f.attname not in BOOKKEEPING_FIELDS
-    }
+    # The transcript as the call reads it: a snapshot carrying the same one moves only the
+    # reference (Call.transcript_event), which is not a gap.
+    values = call.column_values()
+    return {name: value for name, value in values.items() if name not in BOOKKEEPING_FIELDS}
 
 
 def _gap(call_id: str, before: dict[str, Any], after: dict[str, Any]) -> CallGap | None:

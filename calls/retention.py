@@ -41,11 +41,17 @@ class ScrubSpec:
 
 SCRUB_SPECS: dict[str, ScrubSpec] = {
     "transcript": ScrubSpec(
-        columns={"transcript": "", "transcript_object": None, "transcript_with_tool_calls": None},
+        columns={
+            "transcript": "",
+            "transcript_object": None,
+            "transcript_with_tool_calls": None,
+            "transcript_event": None,
+        },
         drops_key=lambda key: "transcript" in key,
         has_data=~Q(transcript="")
         | Q(transcript_object__isnull=False)
-        | Q(transcript_with_tool_calls__isnull=False),
+        | Q(transcript_with_tool_calls__isnull=False)
+        | Q(transcript_event__isnull=False),
     ),
     "recording": ScrubSpec(
         columns={"recording_url": ""},

@@ -96,14 +96,25 @@ def call_get(*, call_id: str) -> Call:
     return Call.objects.prefetch_related(Prefetch("events", queryset=events)).get(call_id=call_id)
 
 
+def calls_with_transcript(*columns: str) -> QuerySet[Call]:
+    """Calls loading only ``columns`` and what ``transcript_turns`` reads: the transcript
+    held, or the raw body of the event it refers to, in the same query."""
+    return Call.objects.select_related("transcript_event").only(
+        *columns,
+        "transcript_object",
+        "transcript_event__raw_body",
+        "transcript_event__payload_key",
+    )
+
+
 def call_transcript_get(*, call_id: str) -> Call:
-    return Call.objects.only("call_id", "transcript", "transcript_object").get(call_id=call_id)
+    return calls_with_transcript("call_id", "transcript").get(call_id=call_id)
 
 
 def transcript_turns(*, call: Call) -> list[dict[str, str]]:
     """The transcript as speaker turns; entries that are not well-formed are skipped."""
     turns = []
-    for entry in call.transcript_object or []:
+    for entry in call.transcript_document("transcript_object") or []:
         if isinstance(entry, dict) and isinstance(entry.get("content"), str):
             turns.append({"role": str(entry.get("role") or ""), "content": entry["content"]})
     return turns
@@ -285,10 +296,9 @@ LIVE_COLUMNS = (
     "started_at",
     "ended_at",
     "duration_ms",
-    "transcript_object",
     "created_at",
     "updated_at",
-)
+)  # and the transcript (calls_with_transcript)
 LIVE_ONGOING_LIMIT = 50
 LIVE_FINISHED_LIMIT = 10
 # A call whose call_ended never came would otherwise stay "in progress" for ever.
@@ -303,16 +313,16 @@ def live_calls(*, now: datetime | None = None) -> list[Call]:
     finished calls (nearly all rows) would have to be sorted by any other column.
     """
     recent = (now or timezone.now()) - LIVE_STALE_AFTER
-    calls = Call.objects.only(*LIVE_COLUMNS).order_by("-pk")
+    calls = calls_with_transcript(*LIVE_COLUMNS).order_by("-pk")
     ongoing = calls.exclude(status__in=LIVE_FINISHED_STATUSES).filter(updated_at__gte=recent)
     finished = calls.filter(status__in=LIVE_FINISHED_STATUSES)
     return [*ongoing[:LIVE_ONGOING_LIMIT], *finished[:LIVE_FINISHED_LIMIT]]
 
 
 def live_call_get(*, call_id: str) -> Call | None:
-    return Call.objects.only(*LIVE_COLUMNS).filter(call_id=call_id).first()
+    return calls_with_transcript(*LIVE_COLUMNS).filter(call_id=call_id).first()
 
 
 def live_calls_by_pk(*, pks: list[int]) -> list[Call]:
     """The calls with these primary keys that still exist, as the monitor shows them."""
-    return list(Call.objects.only(*LIVE_COLUMNS).filter(pk__in=pks).order_by("pk"))
+    return list(calls_with_transcript(*LIVE_COLUMNS).filter(pk__in=pks).order_by("pk"))

@@ -16,7 +16,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from calls.merge import Observation, merge, observation_version
-from calls.models import Call, CallEvent, EventSource
+from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
 from calls.rowwrites import rows_insert, rows_locked, rows_update
@@ -115,10 +115,25 @@ def delivery_observation(*, event: CallEvent) -> Observation:
     call = event.payload
     return Observation(
         event=event.event,
-        fields=call_fields(call),
+        fields=transcript_held(call_fields(call), by=event),
         call_object_event=event,
         version=observation_version(event=event.event, call=call, body_sha256=event.body_sha256),
     )
+
+
+def transcript_held(fields: Mapping[str, Any], *, by: CallEvent | None) -> dict[str, Any]:
+    """``fields`` with the structured transcript, if they carry one, as the call holds it:
+    a reference to the stored event ``by`` that carried it, or inline when there is none.
+
+    All three columns are set together (merge.SHARED_VERSION): whichever form wins, the
+    other is cleared. A webhook's transcript is then written once, in its event's raw body,
+    not again into the call on each delivery that carries it.
+    """
+    if not any(name in fields for name in TRANSCRIPT_DOCUMENTS):
+        return dict(fields)
+    if by is None:
+        return {"transcript_with_tool_calls": None, **fields, "transcript_event": None}
+    return {**fields, **dict.fromkeys(TRANSCRIPT_DOCUMENTS), "transcript_event": by}
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +271,10 @@ def _socket_observation(*, fields: Mapping[str, Any]) -> Observation:
         body_sha256=digest,
     )
     return Observation(
-        event=SOCKET_OBSERVATION, fields=fields, call_object_event=None, version=version
+        event=SOCKET_OBSERVATION,
+        fields=transcript_held(fields, by=None),
+        call_object_event=None,
+        version=version,
     )
 
 
@@ -316,17 +334,15 @@ class ReplayResult:
 
 
 def _replay_call(*, call: Call, events: list[CallEvent]) -> list[ReplayChange]:
-    columns = [
-        f.attname for f in Call._meta.concrete_fields if f.attname not in REPLAY_QUIET_FIELDS
-    ]
-    before = {name: getattr(call, name) for name in columns}
+    before = call.column_values()
     for event in events:
         observation = delivery_observation(event=event)
         call_observe(call=call, observation=observation, seen_at=event.first_received_at)
+    after = call.column_values()
     return [
-        ReplayChange(call_id=call.call_id, field=name, before=value, after=getattr(call, name))
+        ReplayChange(call_id=call.call_id, field=name, before=value, after=after[name])
         for name, value in before.items()
-        if value != getattr(call, name)
+        if name not in REPLAY_QUIET_FIELDS and value != after[name]
     ]
 
 

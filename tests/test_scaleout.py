@@ -50,11 +50,8 @@ def merged_columns(call: Call) -> dict[str, Any]:
         "field_versions",
         "call_object_event_id",  # an event of this call; its call object is compared instead
     }
-    values = {
-        f.attname: getattr(call, f.attname)
-        for f in Call._meta.concrete_fields
-        if f.attname not in ignored
-    }
+    # The transcript as read through its reference (Call.transcript_event), by content.
+    values = {name: value for name, value in call.column_values().items() if name not in ignored}
     values["call_object"] = {**(call.call_object or {}), "call_id": None}
     return values
 

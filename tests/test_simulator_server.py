@@ -60,7 +60,8 @@ def test_every_bundled_scenario_passes_the_check_against_our_server(
     assert call.status == "ended"
     assert call.disconnection_reason == result["ending"]
     assert call.call_summary
-    assert [turn["content"] for turn in call.transcript_object or []] == _said(result)
+    transcript = call.transcript_document("transcript_object") or []
+    assert [turn["content"] for turn in transcript] == _said(result)
 
 
 def _said(result: dict[str, Any]) -> list[str]:

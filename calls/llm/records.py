@@ -20,9 +20,10 @@ from django.utils import timezone
 from calls.dbwork import arun_db_job, db_threads
 from calls.llm.profiles import agent_profiles_configured
 from calls.llm.reads import aread
-from calls.models import Call, CallStatus
+from calls.models import CallStatus
 from calls.payloads import call_fields
 from calls.realtime import call_broadcast_on_commit
+from calls.selectors import calls_with_transcript
 from calls.services import call_socket_observe, call_socket_session_record
 
 SPEAKERS = {"agent": "Agent", "user": "User"}
@@ -90,9 +91,8 @@ def save_session(*, call_id: str, summary: Mapping[str, Any], fields: Mapping[st
 
 def prior_utterances(*, call_id: str) -> int:
     """How much conversation is already on record: more than none means a reconnect."""
-    transcript = (
-        Call.objects.filter(call_id=call_id).values_list("transcript_object", flat=True).first()
-    )
+    call = calls_with_transcript().filter(call_id=call_id).first()
+    transcript = call.transcript_document("transcript_object") if call else None
     return len(transcript) if isinstance(transcript, list) else 0
 
 
