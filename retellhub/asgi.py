@@ -3,13 +3,13 @@
 Any ASGI server can serve ``retellhub.asgi:application`` (daphne, uvicorn, hypercorn).
 """
 
-import gc
 import os
 from typing import Any
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retellhub.settings")
 
 from retellhub.handlers import get_pooled_asgi_application  # noqa: E402
+from retellhub.heap import settle_start_up_heap  # noqa: E402
 
 # Built before anything imports models: it sets Django up. Django's own handler, with its
 # per-request threads reused (retellhub/handlers.py).
@@ -49,18 +49,4 @@ application = ProtocolTypeRouter(
     }
 )
 
-# Everything start-up created (Django, the URL conf, the apps' modules) lives as long as
-# the process: moved out of the collector's reach, a full collection no longer walks those
-# hundreds of thousands of objects while requests and call sockets wait behind it. On the
-# 2-core benchmark machine this took the webhook's p99 at concurrency 16 from about 160 ms
-# to about 50 ms.
-gc.collect()
-gc.freeze()
-# After the freeze almost nothing counts as long-lived, and CPython starts a full collection
-# once the objects promoted since the last one exceed a quarter of those: with the default
-# young threshold (700) that was a 16-50 ms full collection every ~5 s at 100 call sockets.
-# At 10,000 there was none in a 30-turn run; young collections stay short because nearly
-# everything a request, frame or token allocates is freed by reference counting first.
-GC_YOUNG_THRESHOLD = 10_000
-_young, _middle, _old = gc.get_threshold()
-gc.set_threshold(max(GC_YOUNG_THRESHOLD, _young), _middle, _old)
+settle_start_up_heap()
