@@ -26,6 +26,26 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_tree_cpu_seconds(pid: int) -> float | None:
+    """``process_cpu_seconds`` of ``pid`` and every process descended from it: a server
+    with its webhook writer (calls/writer_process.py), or with ``--workers``. Children that
+    ended meanwhile are not counted."""
+    own = process_cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(process_tree_cpu_seconds(child) or 0.0 for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children.extend(int(child) for child in task.read_text().split())
+        except OSError:
+            continue  # the thread ended while we looked
+    return children
+
+
 def processes_cpu_seconds(name: str) -> float | None:
     """User + system CPU so far of every running process named ``name`` (its ``comm``, as
     ``ps`` shows it), whoever owns it; None where /proc is missing.
@@ -72,7 +92,7 @@ class CpuSnapshot:
 
 
 def _process_cpu(pid: int) -> float:
-    return process_cpu_seconds(pid) or 0.0
+    return process_tree_cpu_seconds(pid) or 0.0
 
 
 def _machine_cpu() -> tuple[float, float]:

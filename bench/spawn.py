@@ -2,10 +2,10 @@
 
 ``spawned_server(kind)`` migrates a database (``$DATABASE_URL``, else a fresh SQLite file),
 starts the server (daphne or ``manage.py serve``, uvicorn) with ``DEBUG=false`` and
-``LOG_LEVEL=WARNING``, and stops it afterwards. ``cpu_seconds()`` reads the server process's
-CPU time from /proc, so a benchmark can report what each request cost the server, not only
-how long it took. ``spawned_fake_model(...)`` runs bench/fake_model.py as the language model
-the call sockets talk to, with its ``/stats``.
+``LOG_LEVEL=WARNING``, and stops it afterwards. ``cpu_seconds()`` reads the CPU time of the
+server and its children (the webhook writer) from /proc, so a benchmark can report what
+each request cost the server, not only how long it took. ``spawned_fake_model(...)`` runs
+bench/fake_model.py as the language model the call sockets talk to, with its ``/stats``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.cpu import process_cpu_seconds
+from bench.cpu import process_tree_cpu_seconds
 from tests.servers import ROOT, RunningServer, asgi_server_process, free_port
 
 SERVER_KINDS = ("daphne", "uvicorn")
@@ -42,8 +42,9 @@ class SpawnedServer:
         return self.running.ws_url
 
     def cpu_seconds(self) -> float | None:
-        """User + system CPU of the server process so far; None where /proc is missing."""
-        return process_cpu_seconds(self.running.process.pid)
+        """User + system CPU of the server and its child processes (the webhook writer) so
+        far; None where /proc is missing."""
+        return process_tree_cpu_seconds(self.running.process.pid)
 
 
 def bench_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from bench.cpu import local_postgresql_cpu_seconds, process_cpu_seconds, processes_cpu_seconds
+from bench.cpu import (
+    local_postgresql_cpu_seconds,
+    process_cpu_seconds,
+    process_tree_cpu_seconds,
+    processes_cpu_seconds,
+)
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
 
@@ -30,6 +38,33 @@ def test_processes_by_name_include_this_one_and_grow_with_its_work():
     after = processes_cpu_seconds(name)
     assert after is not None
     assert after - before >= 0.15
+
+
+BURN_THEN_WAIT = (
+    "import time\nend = time.process_time() + 0.3\n"
+    "while time.process_time() < end: pass\ntime.sleep(60)"
+)
+PARENT_OF_BURNER = (
+    f"import subprocess, sys\nsubprocess.run([sys.executable, '-c', {BURN_THEN_WAIT!r}])"
+)
+
+
+def test_a_process_tree_counts_its_childrens_cpu():
+    parent = subprocess.Popen([sys.executable, "-c", PARENT_OF_BURNER], start_new_session=True)
+    try:
+        children = 0.0
+        for _ in range(600):  # until the child has burnt its CPU time; not a timing
+            children = (process_tree_cpu_seconds(parent.pid) or 0.0) - (
+                process_cpu_seconds(parent.pid) or 0.0
+            )
+            if children >= 0.25:
+                break
+            time.sleep(0.05)
+        assert children >= 0.25
+    finally:
+        os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+    assert process_tree_cpu_seconds(parent.pid) is None  # gone
 
 
 def test_a_name_nothing_runs_under_counts_nothing():
