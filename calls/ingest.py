@@ -95,30 +95,37 @@ class DeliveryWriter:
 
 
 def _write(batch: list[_Pending]) -> None:
+    results = write_batch([pending.delivery for pending in batch])
+    for pending, result in zip(batch, results, strict=True):
+        if isinstance(result, Exception):
+            _hand_back(pending, _set_exception, result)  # the request logs it, answers 500
+        else:
+            _hand_back(pending, _set_result, result)
+
+
+def write_batch(deliveries: list[IncomingDelivery]) -> list[DeliveryOutcome | Exception]:
+    """Store ``deliveries`` in one transaction; each one's outcome, or why it failed.
+
+    If the batch fails, each delivery is written alone, so one the database refuses does
+    not fail the others.
+    """
     try:
-        outcomes = _record(batch)
+        return list(_record(deliveries))
     except Exception as error:
-        if len(batch) == 1:
-            # The request logs it with its traceback and answers 500.
-            _hand_back(batch[0], _set_exception, error)
-            return
-        logger.warning("a batch of %d deliveries failed; writing each alone", len(batch))
-        for pending in batch:
-            _write([pending])
-        return
-    for pending, outcome in zip(batch, outcomes, strict=True):
-        _hand_back(pending, _set_result, outcome)
+        if len(deliveries) == 1:
+            return [error]
+    logger.warning("a batch of %d deliveries failed; writing each alone", len(deliveries))
+    return [result for delivery in deliveries for result in write_batch([delivery])]
 
 
-def _record(batch: list[_Pending]) -> list[DeliveryOutcome]:
+def _record(deliveries: list[IncomingDelivery]) -> list[DeliveryOutcome]:
     """One transaction for the batch, timed and counted whether it commits or fails."""
     started = time.perf_counter()
     try:
-        return run_db_job_holding_connection(
-            call_events_record, deliveries=[p.delivery for p in batch]
-        )
+        return run_db_job_holding_connection(call_events_record, deliveries=deliveries)
     finally:
-        metrics.webhook_batch_written(deliveries=len(batch), seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        metrics.webhook_batch_written(deliveries=len(deliveries), seconds=seconds)
 
 
 def _hand_back(pending: _Pending, setter: Callable[..., None], value: object) -> None:
@@ -139,3 +146,14 @@ def _set_exception(future: asyncio.Future[DeliveryOutcome], error: BaseException
 
 
 writer = DeliveryWriter()
+
+
+async def store(delivery: IncomingDelivery) -> bool:
+    """Store a verified delivery with the configured writer; True if it was new. Returns
+    once its transaction has committed, or raises."""
+    if settings.WEBHOOK_WRITER == "process" and settings.DB_WORKER_THREADS > 0:
+        from calls.writer_process import writer as process_writer
+
+        return await process_writer.store(delivery)
+    outcome = await writer.store(delivery)
+    return outcome.created

@@ -36,6 +36,7 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from calls.dbwork import run_db_job, submit_db_job
 from calls.live_presence import presence
 from calls.models import Call
 from calls.selectors import live_call_get, live_calls, live_calls_by_pk, transcript_turns
@@ -244,7 +245,12 @@ def publish(broadcast: Broadcast) -> None:
 
 
 def _publish_calls(calls: list[Call]) -> None:
-    """Hand the committed state of ``calls`` to the sending loop (a commit callback).
+    """Hand the committed state of ``calls`` to the sending loop (a commit callback)."""
+    _publish_committed(pks=[call.pk for call in calls])
+
+
+def _publish_committed(*, pks: list[int]) -> None:
+    """Hand the committed state of the calls with these primary keys to the sending loop.
 
     One query reads them all back, with only the columns the monitor shows: writers lock
     only the columns they merge, and a webhook batch commits many calls at once. A query
@@ -254,12 +260,19 @@ def _publish_calls(calls: list[Call]) -> None:
         return  # nobody can be watching: skip building the calls' state
     try:
         # A call deleted since (pruned) is simply not read back: nothing left to show.
-        for committed in live_calls_by_pk(pks=[call.pk for call in calls]):
+        for committed in live_calls_by_pk(pks=pks):
             publish(_broadcast_of(committed))
     except Exception:
         # Never let the live view break a write that has already committed.
-        ids = ", ".join(call.call_id for call in calls)
-        logger.warning("live monitor update for call %s not queued", ids, exc_info=True)
+        logger.warning("live monitor update for calls %s not queued", pks, exc_info=True)
+
+
+def calls_written_elsewhere(*, pks: list[int]) -> None:
+    """Calls another process committed (the webhook's writer, calls/writer_process.py),
+    shown to this process's live pages where that process could not reach them: with the
+    in-memory channel layer. Through Redis it sent the updates itself."""
+    if isinstance(get_channel_layer(), InMemoryChannelLayer) and _publishing_loop():
+        submit_db_job(partial(run_db_job, _publish_committed, pks=pks))
 
 
 def call_broadcast_on_commit(*, call: Call) -> None:

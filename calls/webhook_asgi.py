@@ -22,8 +22,7 @@ from typing import Any
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from calls import signing, webhook
-from calls.ingest import writer
+from calls import ingest, signing, webhook
 from retellhub import fastjson, metrics
 
 Scope = MutableMapping[str, Any]
@@ -81,10 +80,10 @@ async def _answer(scope: Scope, receive: Receive) -> webhook.Reply:
     except webhook.Rejected as exc:
         return webhook.rejected_reply(exc)
     try:
-        outcome = await writer.store(webhook.incoming(delivery, event))
+        created = await ingest.store(webhook.incoming(delivery, event))
     except Exception:
         return webhook.failed_reply(event)
-    return webhook.stored_reply(event, created=outcome.created)
+    return webhook.stored_reply(event, created=created)
 
 
 async def _verified_delivery(

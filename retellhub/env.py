@@ -50,6 +50,16 @@ def env_int(name: str, default: int) -> int:
         raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from None
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices``, matched without regard to case and returned as listed there."""
+    raw = env_str(name, default)
+    by_key = {choice.lower(): choice for choice in choices}
+    choice = by_key.get(raw.strip().lower())
+    if choice is None:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return choice
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     """A comma-separated list; blanks around items and empty items are dropped. A blank
     value counts as unset: the default's items."""

@@ -1,0 +1,252 @@
+"""calls/writer_process.py: the webhook's writer in a child process of the server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from calls import writer_process
+from calls.models import Call, CallEvent
+from calls.payloads import parse_webhook
+from calls.services import IncomingDelivery
+from calls.writer_process import (
+    ProcessWriter,
+    WriterUnavailable,
+    decode_requests,
+    encode_request,
+)
+from tests import retell
+from tests.conftest import StartServer
+from tests.http import post_webhook
+from tests.servers import RunningServer, database_url
+
+BODY = retell.fixture_bytes("call_ended")
+
+
+def delivery(body: bytes = BODY, *, source_ip: str | None = "100.20.5.228") -> IncomingDelivery:
+    return IncomingDelivery(
+        event=parse_webhook(body), raw_body=body, source_ip=source_ip, key_fingerprint="k:ü"
+    )
+
+
+def bodies(prefix: str, count: int) -> list[bytes]:
+    return [
+        retell.compact(retell.with_call_id(retell.fixture_json("call_ended"), f"{prefix}_{n}"))
+        for n in range(count)
+    ]
+
+
+# --- Frames -----------------------------------------------------------------------------
+
+
+def test_requests_cross_the_socket_intact_however_the_bytes_are_split():
+    sent = [
+        (1, delivery()),
+        (2, delivery(source_ip=None)),
+        (3, delivery(retell.fixture_bytes("call_started"))),
+    ]
+    stream = b"".join(encode_request(request_id, item) for request_id, item in sent)
+    buffer, received = bytearray(), []
+    for start in range(0, len(stream), 7):  # a few bytes at a time
+        buffer += stream[start : start + 7]
+        received.extend(decode_requests(buffer, limit=64))
+    assert buffer == b""
+    assert [(r.request_id, r.source_ip, r.key_fingerprint, r.body) for r in received] == [
+        (request_id, item.source_ip, item.key_fingerprint, item.raw_body)
+        for request_id, item in sent
+    ]
+
+
+def test_a_batch_takes_at_most_its_limit_and_leaves_the_rest():
+    buffer = bytearray(b"".join(encode_request(n, delivery()) for n in range(5)))
+    assert [r.request_id for r in decode_requests(buffer, limit=3)] == [0, 1, 2]
+    assert [r.request_id for r in decode_requests(buffer, limit=3)] == [3, 4]
+
+
+# --- The writer, in this process's loop, against the test database ---------------------
+
+
+@pytest.fixture(autouse=True)
+def child_uses_the_test_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Children read their settings from the environment, as a server's would."""
+    monkeypatch.setenv("DATABASE_URL", database_url(connection.settings_dict))
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_stores_a_delivery_once_and_reports_re_deliveries():
+    async def run() -> list[bool]:
+        writer = ProcessWriter()
+        try:
+            first = await writer.store(delivery())
+            again = await asyncio.gather(*(writer.store(delivery()) for _ in range(5)))
+            return [first, *again]
+        finally:
+            await writer.aclose()
+
+    assert asyncio.run(run()) == [True, False, False, False, False, False]
+    event = CallEvent.objects.get()
+    assert (event.delivery_count, event.source_ip, event.key_fingerprint) == (
+        6,
+        "100.20.5.228",
+        "k:ü",
+    )
+    assert event.raw_body.encode() == BODY
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # The child imports settings that do not exist: it exits at once, as a broken deploy would.
+    monkeypatch.setenv("DJANGO_SETTINGS_MODULE", "retellhub.no_such_settings")
+    spawned = []
+    real_start = writer_process._Child._start
+
+    async def counted_start(self: Any) -> None:
+        spawned.append(self)
+        await real_start(self)
+
+    monkeypatch.setattr(writer_process._Child, "_start", counted_start)
+
+    async def run() -> list[str]:
+        writer = ProcessWriter()
+        errors = []
+        for _ in range(3):
+            with pytest.raises(WriterUnavailable) as raised:
+                await writer.store(delivery())
+            errors.append(str(raised.value))
+        await writer.aclose()
+        return errors
+
+    errors = asyncio.run(run())
+    assert errors[0] == "the webhook writer process died"
+    assert all("keeps dying" in error for error in errors[1:])
+    assert len(spawned) == 1
+    assert CallEvent.objects.count() == 0
+
+
+# --- Against real servers ---------------------------------------------------------------
+
+
+def writer_children(server: RunningServer) -> list[int]:
+    """Process ids of the server's webhook writers (children of its process tree)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes().split(b"\0")
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if b"calls.writer_child" in command and parent in _tree(server.process.pid):
+                found.append(int(entry.name))
+    return found
+
+
+def _tree(pid: int) -> set[int]:
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(k) for k in children.read_text().split()] if children.exists() else []
+    return {pid, *(p for kid in kids for p in _tree(kid))}
+
+
+@pytest.fixture
+def uvicorn_server(asgi_server_factory: StartServer) -> RunningServer:
+    return asgi_server_factory({}, kind="uvicorn")
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc")
+
+
+@needs_proc
+@pytest.mark.django_db(transaction=True)
+def test_the_server_starts_a_new_writer_after_the_last_one_was_killed(uvicorn_server):
+    first = bodies("call_killed_writer", 2)
+    assert post_webhook(uvicorn_server.url, first[0], retell.signature(first[0])).status == 200
+    (child,) = writer_children(uvicorn_server)
+    os.kill(child, signal.SIGKILL)
+    statuses = []
+    for _ in range(40):  # the death is noticed when the socket closes, not timed
+        reply = post_webhook(uvicorn_server.url, first[1], retell.signature(first[1]))
+        statuses.append(reply.status)
+        if reply.status == 200:
+            break
+        time.sleep(0.1)
+    assert statuses[-1] == 200
+    assert set(statuses) <= {200, 500}  # 500: sent to the dead child; Retell would retry
+    (new_child,) = writer_children(uvicorn_server)
+    assert new_child != child
+    assert CallEvent.objects.filter(call__call_id__startswith="call_killed_writer").count() == 2
+
+
+@pytest.fixture
+def refused_marker() -> Iterator[str]:
+    """A trigger that makes the database refuse any event whose body holds the marker."""
+    marker = "refuse-this-delivery"
+    vendor = connection.vendor
+    with connection.cursor() as cursor:
+        if vendor == "sqlite":
+            cursor.execute(
+                "CREATE TRIGGER refuse_marked BEFORE INSERT ON calls_callevent "
+                f"WHEN NEW.raw_body LIKE '%{marker}%' BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+        else:
+            cursor.execute(
+                "CREATE FUNCTION refuse_marked() RETURNS trigger AS $$ BEGIN "
+                f"IF NEW.raw_body LIKE '%{marker}%' THEN RAISE EXCEPTION 'refused'; END IF; "
+                "RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            cursor.execute(
+                "CREATE TRIGGER refuse_marked BEFORE INSERT ON calls_callevent "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_marked()"
+            )
+    yield marker
+    with connection.cursor() as cursor:
+        if vendor == "sqlite":
+            cursor.execute("DROP TRIGGER refuse_marked")
+        else:
+            cursor.execute("DROP TRIGGER refuse_marked ON calls_callevent")
+            cursor.execute("DROP FUNCTION refuse_marked()")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_delivery_the_database_refuses_answers_500_and_fails_no_other(
+    uvicorn_server: RunningServer, refused_marker: str
+):
+    good = bodies("call_refusal_neighbour", 12)
+    bad = retell.compact(
+        retell.with_call_id(
+            retell.fixture_json("call_ended") | {"note": refused_marker}, "call_refused"
+        )
+    )
+
+    def deliver(body: bytes) -> int:
+        return post_webhook(uvicorn_server.url, body, retell.signature(body)).status
+
+    with ThreadPoolExecutor(max_workers=13) as pool:
+        statuses = list(pool.map(deliver, [*good[:6], bad, *good[6:]]))
+    assert statuses == [200] * 6 + [500] + [200] * 6
+    assert not CallEvent.objects.filter(call__call_id="call_refused").exists()
+    assert not Call.objects.filter(call_id="call_refused").exists()  # rolled back whole
+    assert (
+        CallEvent.objects.filter(call__call_id__startswith="call_refusal_neighbour").count() == 12
+    )
+    assert "webhook delivery not stored" in uvicorn_server.log()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_thread_writer_is_still_there_when_chosen(asgi_server_factory: StartServer):
+    server = asgi_server_factory({"WEBHOOK_WRITER": "thread"}, kind="uvicorn")
+    for body in bodies("call_thread_writer", 3):
+        assert post_webhook(server.url, body, retell.signature(body)).status == 200
+    assert CallEvent.objects.filter(call__call_id__startswith="call_thread_writer").count() == 3
+    if Path("/proc/self/task").exists():
+        assert writer_children(server) == []
