@@ -55,7 +55,7 @@ def test_requests_cross_the_socket_intact_however_the_bytes_are_split():
         (3, delivery(retell.fixture_bytes("call_started"))),
     ]
     stream = b"".join(encode_request(request_id, item) for request_id, item in sent)
-    buffer, received = bytearray(), []
+    buffer, received = bytearray(), list[writer_process.Request]()
     for start in range(0, len(stream), 7):  # a few bytes at a time
         buffer += stream[start : start + 7]
         received.extend(decode_requests(buffer, limit=64))
