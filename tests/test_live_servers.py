@@ -118,3 +118,22 @@ def test_with_redis_unreachable_webhooks_and_the_call_socket_carry_on(asgi_serve
     while "live monitor update for call call_no_redis not sent" not in server.log():
         assert time.monotonic() < deadline, server.log()
         time.sleep(0.05)
+
+
+@pytest.mark.parametrize("layer", ["in-memory", "redis"])
+def test_a_monitor_sees_what_the_webhook_writer_process_stored(
+    asgi_server_factory, monitor_of, layer
+):
+    """The child process that writes webhooks (calls/writer_process.py) cannot reach this
+    server's in-memory layer, so the server tells its pages itself; through Redis the child
+    sends the updates."""
+    if layer == "redis" and not os.environ.get("REDIS_URL"):
+        pytest.skip("needs Redis: REDIS_URL=redis://... (the CI's second pass)")
+    redis = os.environ["REDIS_URL"] if layer == "redis" else ""
+    server = asgi_server_factory({**FAST, "REDIS_URL": redis, "WEBHOOK_WRITER": "process"})
+    monitor = monitor_of(server)
+    call_id = f"call_written_by_child_{layer}"
+    assert deliver(server, "call_started", call_id) == 200
+    assert wait_for(monitor, call_id, lambda c: c["status"] == "ongoing")
+    assert deliver(server, "call_ended", call_id) == 200
+    assert wait_for(monitor, call_id, lambda c: c["finished"])["status"] == "ended"
