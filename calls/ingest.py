@@ -152,7 +152,7 @@ async def store(delivery: IncomingDelivery) -> bool:
     """Store a verified delivery with the configured writer; True if it was new. Returns
     once its transaction has committed, or raises."""
     if settings.WEBHOOK_WRITER == "process" and settings.DB_WORKER_THREADS > 0:
-        from calls.writer_process import writer as process_writer
+        from calls.writer_process import writer as process_writer  # it imports this module
 
         return await process_writer.store(delivery)
     outcome = await writer.store(delivery)

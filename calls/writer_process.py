@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from calls import realtime
+from calls.ingest import write_batch
 from calls.payloads import parse_webhook
 from calls.services import IncomingDelivery
 from retellhub import metrics
@@ -121,8 +122,6 @@ def _next_batch(connection: socket.socket, buffer: bytearray) -> list[Request]:
 
 
 def _write(batch: list[Request]) -> bytes:
-    from calls.ingest import write_batch  # imports this module
-
     started = time.perf_counter()
     deliveries = [
         IncomingDelivery(
