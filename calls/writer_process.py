@@ -13,9 +13,10 @@ What does not change: a request is answered only after its transaction has commi
 answers 500 with nothing half-written. If the child dies, the requests waiting on it
 answer 500 (Retell retries them) and the next delivery starts a new child.
 
-Each server process has its own child, started by its first webhook. The child exits when
-its parent closes the socket pair or dies. ``WEBHOOK_WRITER=thread`` keeps the writer on
-the database threads instead.
+Each server process has its own children (``WEBHOOK_WRITER_PROCESSES``: on PostgreSQL a
+second one writes while the first waits on the database), started by its first webhook. A
+child exits when its parent closes the socket pair or dies. ``WEBHOOK_WRITER=thread`` keeps
+the writer on the database threads instead.
 
 Frames on the socket pair (network byte order):
 
@@ -156,31 +157,36 @@ class WriterFailed(Exception):
 
 
 class ProcessWriter:
-    """The server process's handle on its child: started by the first delivery, and again
-    after it died; bound to the event loop that started it."""
+    """The server process's handles on its children (``WEBHOOK_WRITER_PROCESSES``): started
+    by the first delivery, and again after one died; bound to the event loop that started
+    them. Each delivery goes to the child with the fewest waiting."""
 
     def __init__(self) -> None:
-        self._child: _Child | None = None
+        self._children: list[_Child] = []
 
     async def store(self, delivery: IncomingDelivery) -> bool:
         """Store ``delivery``; True if it was new, False for a re-delivery. Returns once its
         transaction has committed; raises if it did not."""
-        return await self._current_child().store(delivery)
+        return await self._least_busy_child().store(delivery)
 
-    def _current_child(self) -> _Child:
+    def _least_busy_child(self) -> _Child:
         loop = asyncio.get_running_loop()
-        child = self._child
-        if child is not None and child.loop is loop and not child.closed:
-            return child
-        if child is not None and child.loop is loop and child.died_young():
+        if any(child.loop is not loop for child in self._children):
+            self._children = []  # a new loop (a restarted server in the same process)
+        wanted = max(1, settings.WEBHOOK_WRITER_PROCESSES)
+        self._children = [
+            _Child(loop) if child.closed and not child.died_young() else child
+            for child in self._children
+        ] + [_Child(loop) for _ in range(wanted - len(self._children))]
+        running = [child for child in self._children if not child.closed]
+        if not running:
             raise WriterUnavailable("the webhook writer process keeps dying; see its log")
-        self._child = _Child(loop)
-        return self._child
+        return min(running, key=_Child.waiting)
 
     async def aclose(self) -> None:
-        """Stop the child (it exits once its socket closes) and wait for it."""
-        child, self._child = self._child, None
-        if child is not None:
+        """Stop the children (each exits once its socket closes) and wait for them."""
+        children, self._children = self._children, []
+        for child in children:
             await child.aclose()
 
 
@@ -190,10 +196,15 @@ class _Child:
         self.closed = False
         self._pending: dict[int, asyncio.Future[bool]] = {}
         self._next_id = 0
+        self._in_flight = 0
         self._started_at = time.monotonic()
         self._died_at: float | None = None
         self._stream: asyncio.StreamWriter | None = None
         self._ready = loop.create_task(self._started())
+
+    def waiting(self) -> int:
+        """Deliveries handed to this child and not yet answered."""
+        return self._in_flight
 
     def died_young(self) -> bool:
         died = self._died_at
@@ -204,15 +215,19 @@ class _Child:
         )
 
     async def store(self, delivery: IncomingDelivery) -> bool:
-        await asyncio.shield(self._ready)
-        if self.closed or self._stream is None:
-            raise WriterUnavailable("the webhook writer process is gone")
-        self._next_id = (self._next_id + 1) % 2**32
-        request_id = self._next_id
-        future: asyncio.Future[bool] = self.loop.create_future()
-        self._pending[request_id] = future
-        self._stream.write(encode_request(request_id, delivery))
-        return await future
+        self._in_flight += 1
+        try:
+            await asyncio.shield(self._ready)
+            if self.closed or self._stream is None:
+                raise WriterUnavailable("the webhook writer process is gone")
+            self._next_id = (self._next_id + 1) % 2**32
+            request_id = self._next_id
+            future: asyncio.Future[bool] = self.loop.create_future()
+            self._pending[request_id] = future
+            self._stream.write(encode_request(request_id, delivery))
+            return await future
+        finally:
+            self._in_flight -= 1
 
     async def _started(self) -> None:
         try:

@@ -252,6 +252,10 @@ DB_WORKER_THREADS = env_int("DB_WORKER_THREADS", 1 if _SQLITE else 2)
 # child takes storage off the server's interpreter lock: on the 2-core benchmark machine,
 # SQLite at 16 concurrent deliveries went from 1,273-1,465 to 1,698-1,814 req/s.
 WEBHOOK_WRITER = env_choice("WEBHOOK_WRITER", "process", ("process", "thread"))
+# Writer processes per server process. SQLite has one writer at a time; on PostgreSQL a
+# second overlaps one batch's round trips with another batch's work, without sharing an
+# interpreter lock as threads do.
+WEBHOOK_WRITER_PROCESSES = env_int("WEBHOOK_WRITER_PROCESSES", 1 if _SQLITE else 2)
 
 # --- Call socket (/llm-websocket/<call_id>) and responders -----------------------------------
 # The default agent profile (calls without an AgentProfile row for their agent_id): a JSON

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.db import connection
 
 from calls import writer_process
@@ -103,6 +104,28 @@ def test_it_stores_a_delivery_once_and_reports_re_deliveries():
 
 
 @pytest.mark.django_db(transaction=True)
+def test_deliveries_are_spread_over_several_children(settings: Any):
+    settings.WEBHOOK_WRITER_PROCESSES = 2
+    items = [delivery(body) for body in bodies("call_spread", 20)]
+
+    async def run() -> tuple[list[bool], list[int]]:
+        writer = ProcessWriter()
+        try:
+            stored = await asyncio.gather(*(writer.store(item) for item in items))
+            # Requests each child was sent (its last request id).
+            return list(stored), [child._next_id for child in writer._children]
+        finally:
+            await writer.aclose()
+
+    stored, sent = asyncio.run(run())
+    assert stored == [True] * 20
+    assert len(sent) == 2
+    assert sum(sent) == 20
+    assert min(sent) > 0  # both took a share
+    assert CallEvent.objects.filter(call__call_id__startswith="call_spread").count() == 20
+
+
+@pytest.mark.django_db(transaction=True)
 def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ):
@@ -130,7 +153,7 @@ def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_
     errors = asyncio.run(run())
     assert errors[0] == "the webhook writer process died"
     assert all("keeps dying" in error for error in errors[1:])
-    assert len(spawned) == 1
+    assert len(spawned) == settings.WEBHOOK_WRITER_PROCESSES  # once each, then no more
     assert CallEvent.objects.count() == 0
 
 
