@@ -147,8 +147,8 @@ def _write(batch: list[Request]) -> bytes:
 
 # --- The server's side ------------------------------------------------------------------
 
-# A child that dies this soon after starting is not restarted until this long has passed:
-# one that cannot start (a broken deploy) must not be re-spawned for every delivery.
+# A child that died before it answered anything is not replaced until this long after: one
+# that cannot start (a broken deploy) must not be re-spawned for every delivery.
 RESTART_AFTER_SECONDS = 1.0
 
 
@@ -197,7 +197,7 @@ class _Child:
         self._pending: dict[int, asyncio.Future[bool]] = {}
         self._next_id = 0
         self._in_flight = 0
-        self._started_at = time.monotonic()
+        self._answered = False
         self._died_at: float | None = None
         self._stream: asyncio.StreamWriter | None = None
         self._ready = loop.create_task(self._started())
@@ -207,12 +207,10 @@ class _Child:
         return self._in_flight
 
     def died_young(self) -> bool:
+        """Died without ever answering, less than ``RESTART_AFTER_SECONDS`` ago."""
         died = self._died_at
-        return (
-            died is not None
-            and died - self._started_at < RESTART_AFTER_SECONDS
-            and (time.monotonic() - died < RESTART_AFTER_SECONDS)
-        )
+        recently = died is not None and time.monotonic() - died < RESTART_AFTER_SECONDS
+        return recently and not self._answered
 
     async def store(self, delivery: IncomingDelivery) -> bool:
         self._in_flight += 1
@@ -258,6 +256,7 @@ class _Child:
                 count, seconds = BATCH.unpack(await reader.readexactly(BATCH.size))
                 metrics.webhook_batch_written(deliveries=count, seconds=seconds)
                 data = await reader.readexactly(count * RESULT.size)
+                self._answered = True
                 self._settle([RESULT.unpack_from(data, n * RESULT.size) for n in range(count)])
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
