@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from django.apps.registry import Apps
@@ -11,6 +14,16 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 Target = tuple[str, str]
+
+
+def delivery_body(event: str, call: dict[str, Any], *, key: str = "call") -> str:
+    """A delivery's raw body as Retell sends it, for rows written at an earlier schema."""
+    document = {"event": event, key: call}
+    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def migrate(target: Target) -> Apps:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +9,13 @@ from typing import Any
 import pytest
 from django.apps.registry import Apps
 
-from tests.schema_history import migrate, restored_compression, schema_at
+from tests.schema_history import (
+    delivery_body,
+    migrate,
+    restored_compression,
+    schema_at,
+    sha256_hex,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -22,14 +26,6 @@ NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ENDED = {"call_id": "call_a", "call_status": "ended"}
 ANALYZED = {**ENDED, "call_analysis": {"call_summary": "José booked Thursday."}}
 LEGACY = {"call_id": "call_b", "call_status": "not_connected"}
-
-
-def body(event: str, key: str, call: dict[str, Any]) -> str:
-    return json.dumps({"event": event, key: call}, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -51,21 +47,21 @@ def winners(old_schema: Apps) -> dict[str, int | None]:
         )
 
     def add_event(call: Any, name: str, key: str, document: dict[str, Any]) -> int:
-        raw_body = body(name, key, document)
+        raw_body = delivery_body(name, document, key=key)
         return CallEvent.objects.create(
             call=call,
             event=name,
             payload_key=key,
             raw_body=raw_body,
-            body_sha256=sha(raw_body),
+            body_sha256=sha256_hex(raw_body),
             first_received_at=NOW,
             last_received_at=NOW,
         ).pk
 
-    a = add_call("call_a", ANALYZED, sha(body("call_analyzed", "call", ANALYZED)))
+    a = add_call("call_a", ANALYZED, sha256_hex(delivery_body("call_analyzed", ANALYZED)))
     add_event(a, "call_ended", "call", ENDED)
     analyzed = add_event(a, "call_analyzed", "call", ANALYZED)
-    b = add_call("call_b", LEGACY, sha(body("call_ended", "data", LEGACY)))
+    b = add_call("call_b", LEGACY, sha256_hex(delivery_body("call_ended", LEGACY, key="data")))
     legacy = add_event(b, "call_ended", "data", LEGACY)
     add_call("call_c", {"call_id": "call_c"}, "f" * 64)  # its event is gone
     add_call("call_d", None, None)  # only the call socket heard of it

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +9,7 @@ from typing import Any
 import pytest
 from django.apps.registry import Apps
 
-from tests.schema_history import migrate, schema_at
+from tests.schema_history import delivery_body, migrate, schema_at, sha256_hex
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,14 +24,6 @@ TURNS = [
 TOOLS = [*TURNS, {"role": "tool_call_invocation", "name": "end_call", "arguments": "{}"}]
 ENDED = {"call_id": "call_a", "transcript_object": TURNS, "transcript_with_tool_calls": TOOLS}
 LIVE = [{"role": "agent", "content": "Hi, Zoë here."}]
-
-
-def body(event: str, call: dict[str, Any]) -> str:
-    return json.dumps({"event": event, "call": call}, separators=(",", ":"), ensure_ascii=False)
-
-
-def sha(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @pytest.fixture
@@ -54,25 +44,25 @@ def stored(old_schema: Apps) -> dict[str, int | None]:
         )
         ids = {}
         for name, document in events.items():
-            raw_body = body(name, {**document, "call_id": call_id})
-            ids[sha(raw_body)] = CallEvent.objects.create(
+            raw_body = delivery_body(name, {**document, "call_id": call_id})
+            ids[sha256_hex(raw_body)] = CallEvent.objects.create(
                 call=call,
                 event=name,
                 payload_key="call",
                 raw_body=raw_body,
-                body_sha256=sha(raw_body),
+                body_sha256=sha256_hex(raw_body),
                 first_received_at=NOW,
                 last_received_at=NOW,
             ).pk
         return ids
 
     held = {"transcript_object": TURNS, "transcript_with_tool_calls": TOOLS}
-    ended = sha(body("call_ended", {**ENDED, "call_id": "call_a"}))
+    ended = sha256_hex(delivery_body("call_ended", {**ENDED, "call_id": "call_a"}))
     a = add("call_a", held, ended, {"call_started": {}, "call_ended": ENDED})
     # Its winning event holds other words than the call (a hand edit, a partial restore):
     # converting would change what the call says, so it keeps its own.
     other = {**ENDED, "transcript_object": TURNS[:1]}
-    b_sha = sha(body("call_ended", {**other, "call_id": "call_b"}))
+    b_sha = sha256_hex(delivery_body("call_ended", {**other, "call_id": "call_b"}))
     add("call_b", held, b_sha, {"call_ended": other})
     add("call_c", held, "f" * 64, {})  # its event is gone
     add("call_d", {"transcript_object": LIVE}, "e" * 64, {})  # the socket's live transcript
