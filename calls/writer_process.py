@@ -198,6 +198,7 @@ class _Child:
         self._next_id = 0
         self._in_flight = 0
         self._answered = False
+        self._closing = False  # aclose: the exit that follows is not a failure
         self._died_at: float | None = None
         self._stream: asyncio.StreamWriter | None = None
         self._ready = loop.create_task(self._started())
@@ -231,6 +232,7 @@ class _Child:
         try:
             await self._start()
         except Exception:
+            metrics.webhook_writer_exited()
             self.closed = True
             self._died_at = time.monotonic()
             logger.exception("the webhook writer process could not be started")
@@ -278,6 +280,8 @@ class _Child:
             realtime.calls_written_elsewhere(pks=stored)
 
     async def _gone(self) -> None:
+        if not self._closing:
+            metrics.webhook_writer_exited()
         self.closed = True
         self._died_at = time.monotonic()
         pending, self._pending = self._pending, {}
@@ -295,6 +299,7 @@ class _Child:
             )
 
     async def aclose(self) -> None:
+        self._closing = True
         try:
             await self._ready
         except Exception:

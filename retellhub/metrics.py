@@ -64,6 +64,11 @@ WEBHOOK_BATCH_SECONDS = Histogram(
     "Time to write one webhook transaction, commit included; failed ones count too.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+WEBHOOK_WRITER_EXITS = Counter(
+    "retellhub_webhook_writer_exits",
+    "Webhook writer processes (calls/writer_process.py) that exited while their server ran; "
+    "the deliveries they held answered 500.",
+)
 LLM_SOCKETS_OPEN = Gauge("retellhub_llm_sockets_open", "Call sockets currently open.")
 LLM_FIRST_FRAME = Histogram(
     "retellhub_llm_first_frame_seconds",
@@ -90,6 +95,10 @@ def webhook_delivery(*, event: str | None, outcome: str) -> None:
 def webhook_batch_written(*, deliveries: int, seconds: float) -> None:
     WEBHOOK_BATCH_SIZE.observe(deliveries)
     WEBHOOK_BATCH_SECONDS.observe(seconds)
+
+
+def webhook_writer_exited() -> None:
+    WEBHOOK_WRITER_EXITS.inc()
 
 
 def llm_socket_opened() -> None:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.db import connection
+from prometheus_client import REGISTRY
 
 from calls import writer_process
 from calls.models import Call, CallEvent
@@ -31,6 +32,10 @@ from tests.http import post_webhook
 from tests.servers import RunningServer, database_url
 
 BODY = retell.fixture_bytes("call_ended")
+
+
+def writer_exits() -> float:
+    return REGISTRY.get_sample_value("retellhub_webhook_writer_exits_total") or 0.0
 
 
 def delivery(body: bytes = BODY, *, source_ip: str | None = "100.20.5.228") -> IncomingDelivery:
@@ -93,7 +98,9 @@ def test_it_stores_a_delivery_once_and_reports_re_deliveries():
         finally:
             await writer.aclose()
 
+    exits_before = writer_exits()
     assert asyncio.run(run()) == [True, False, False, False, False, False]
+    assert writer_exits() == exits_before  # closed, not failed
     event = CallEvent.objects.get()
     assert (event.delivery_count, event.source_ip, event.key_fingerprint) == (
         6,
@@ -152,7 +159,10 @@ def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_
         await writer.aclose()
         return errors
 
+    exits_before = writer_exits()
     errors = asyncio.run(run())
+    exits = writer_exits() - exits_before
+    assert exits == settings.WEBHOOK_WRITER_PROCESSES
     assert errors[0] == "the webhook writer process died"
     assert set(errors) <= {errors[0], "the webhook writer process keeps dying; see its log"}
     assert "keeps dying" in errors[-1]
