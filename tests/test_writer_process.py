@@ -226,6 +226,22 @@ def test_the_server_starts_new_writers_after_they_were_killed(uvicorn_server):
     assert CallEvent.objects.filter(call__call_id__startswith="call_killed_writer").count() == 2
 
 
+@needs_proc
+@pytest.mark.django_db(transaction=True)
+def test_a_writer_outlives_signals_meant_for_its_servers_process_group(uvicorn_server):
+    """Ctrl+C in a terminal or a stop signal to the whole group reaches the writers too;
+    they leave when the server closes their socket, after it finished what they hold."""
+    first, second = bodies("call_signalled_writer", 2)
+    assert post_webhook(uvicorn_server.url, first, retell.signature(first)).status == 200
+    children = writer_children(uvicorn_server)
+    for child in children:
+        os.kill(child, signal.SIGINT)
+        os.kill(child, signal.SIGTERM)
+    assert post_webhook(uvicorn_server.url, second, retell.signature(second)).status == 200
+    assert writer_children(uvicorn_server) == children
+    assert "KeyboardInterrupt" not in uvicorn_server.log()
+
+
 @pytest.fixture
 def refused_marker() -> Iterator[str]:
     """A trigger that makes the database refuse any event whose body holds the marker."""
