@@ -28,22 +28,23 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 def process_tree_cpu_seconds(pid: int) -> float | None:
     """``process_cpu_seconds`` of ``pid`` and every process descended from it: a server
-    with its webhook writer (calls/writer_process.py), or with ``--workers``. Children that
+    with its webhook writers (calls/writer_process.py), or with ``--workers``. Children that
     ended meanwhile are not counted."""
     own = process_cpu_seconds(pid)
     if own is None:
         return None
-    return own + sum(process_tree_cpu_seconds(child) or 0.0 for child in _children(pid))
+    return own + sum(process_cpu_seconds(child) or 0.0 for child in descendants(pid))
 
 
-def _children(pid: int) -> list[int]:
+def descendants(pid: int) -> list[int]:
+    """The processes descended from ``pid`` (children, theirs, ...); [] once it is gone."""
     children: list[int] = []
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             children.extend(int(child) for child in task.read_text().split())
         except OSError:
             continue  # the thread ended while we looked
-    return children
+    return [*children, *(later for child in children for later in descendants(child))]
 
 
 def processes_cpu_seconds(name: str) -> float | None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.cpu import (
+    descendants,
     local_postgresql_cpu_seconds,
     process_cpu_seconds,
     process_tree_cpu_seconds,
@@ -61,10 +62,13 @@ def test_a_process_tree_counts_its_childrens_cpu():
                 break
             time.sleep(0.05)
         assert children >= 0.25
+        (burner,) = descendants(parent.pid)
+        assert b"process_time" in Path(f"/proc/{burner}/cmdline").read_bytes()
     finally:
         os.killpg(parent.pid, signal.SIGKILL)
         parent.wait()
     assert process_tree_cpu_seconds(parent.pid) is None  # gone
+    assert descendants(parent.pid) == []
 
 
 def test_a_name_nothing_runs_under_counts_nothing():

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import connection
 from prometheus_client import REGISTRY
 
+from bench.cpu import descendants
 from calls import writer_process
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
@@ -174,24 +175,15 @@ def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_
 
 
 def writer_children(server: RunningServer) -> list[int]:
-    """Process ids of the server's webhook writers (children of its process tree)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                command = (entry / "cmdline").read_bytes().split(b"\0")
-                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, ValueError, IndexError):
-                continue
-            if b"calls.writer_child" in command and parent in _tree(server.process.pid):
-                found.append(int(entry.name))
-    return found
+    """Process ids of the server's webhook writers (in its process tree)."""
+    return [pid for pid in descendants(server.process.pid) if _is_writer(pid)]
 
 
-def _tree(pid: int) -> set[int]:
-    children = Path(f"/proc/{pid}/task/{pid}/children")
-    kids = [int(k) for k in children.read_text().split()] if children.exists() else []
-    return {pid, *(p for kid in kids for p in _tree(kid))}
+def _is_writer(pid: int) -> bool:
+    try:
+        return b"calls.writer_child" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False  # it ended while we looked
 
 
 @pytest.fixture
