@@ -171,17 +171,21 @@ class ProcessWriter:
 
     def _least_busy_child(self) -> _Child:
         loop = asyncio.get_running_loop()
-        if any(child.loop is not loop for child in self._children):
-            self._children = []  # a new loop (a restarted server in the same process)
-        wanted = max(1, settings.WEBHOOK_WRITER_PROCESSES)
-        self._children = [
-            _Child(loop) if child.closed and not child.died_young() else child
-            for child in self._children
-        ] + [_Child(loop) for _ in range(wanted - len(self._children))]
-        running = [child for child in self._children if not child.closed]
-        if not running:
-            raise WriterUnavailable("the webhook writer process keeps dying; see its log")
+        running = [c for c in self._children if not c.closed and c.loop is loop]
+        if len(running) < max(1, settings.WEBHOOK_WRITER_PROCESSES):
+            running = self._replace_missing(loop)
+            if not running:
+                raise WriterUnavailable("the webhook writer process keeps dying; see its log")
         return min(running, key=_Child.waiting)
+
+    def _replace_missing(self, loop: asyncio.AbstractEventLoop) -> list[_Child]:
+        """Start children for those that died (or belong to an earlier loop: a server
+        restarted in the same process); the running ones."""
+        kept = [c for c in self._children if c.loop is loop]
+        kept = [_Child(loop) if c.closed and not c.failed_to_start() else c for c in kept]
+        wanted = max(1, settings.WEBHOOK_WRITER_PROCESSES)
+        self._children = kept + [_Child(loop) for _ in range(wanted - len(kept))]
+        return [child for child in self._children if not child.closed]
 
     async def aclose(self) -> None:
         """Stop the children (each exits once its socket closes) and wait for them."""
@@ -207,7 +211,7 @@ class _Child:
         """Deliveries handed to this child and not yet answered."""
         return self._in_flight
 
-    def died_young(self) -> bool:
+    def failed_to_start(self) -> bool:
         """Died without ever answering, less than ``RESTART_AFTER_SECONDS`` ago."""
         died = self._died_at
         recently = died is not None and time.monotonic() - died < RESTART_AFTER_SECONDS
