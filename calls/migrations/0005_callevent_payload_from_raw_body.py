@@ -26,6 +26,21 @@ def payload_of(raw_body, payload_key):
     return document[payload_key] if payload_key else document
 
 
+def payloads_by_pk(CallEvent, pks):
+    """``payload_of`` each of these events, by primary key (for 0006 and 0009)."""
+    rows = CallEvent.objects.filter(pk__in=pks).values_list("pk", "raw_body", "payload_key")
+    return {pk: payload_of(body, key) for pk, body, key in rows}
+
+
+def version_body_sha256(field_versions, key):
+    """The body hash ending the merge version stored under ``key`` in a call's
+    ``field_versions`` (``[rank, turns, body_sha256]``, calls/merge.py); None without one."""
+    version = (field_versions or {}).get(key)
+    if isinstance(version, list) and len(version) >= 3 and isinstance(version[2], str):
+        return version[2]
+    return None
+
+
 def in_batches(queryset, *fields):
     """``queryset``'s rows by primary key, ``BATCH_SIZE`` at a time; only ``fields`` loaded.
 

@@ -20,19 +20,15 @@ from django.db import migrations, models
 previous = importlib.import_module("calls.migrations.0005_callevent_payload_from_raw_body")
 
 
-def _winning_body_sha256(field_versions):
-    version = (field_versions or {}).get("call_object")
-    if isinstance(version, list) and len(version) >= 3 and isinstance(version[2], str):
-        return version[2]
-    return None
-
-
 def calls_refer_to_their_call_objects(apps, schema_editor):
     Call = apps.get_model("calls", "Call")
     CallEvent = apps.get_model("calls", "CallEvent")
     calls = Call.objects.filter(call_object__isnull=False)
     for batch in previous.in_batches(calls, "field_versions"):
-        wanted = {call.pk: _winning_body_sha256(call.field_versions) for call in batch}
+        wanted = {
+            call.pk: previous.version_body_sha256(call.field_versions, "call_object")
+            for call in batch
+        }
         found = dict(
             CallEvent.objects.filter(
                 call_id__in=list(wanted),
@@ -49,12 +45,10 @@ def call_objects_from_their_events(apps, schema_editor):
     CallEvent = apps.get_model("calls", "CallEvent")
     referring = Call.objects.filter(call_object_event__isnull=False)
     for batch in previous.in_batches(referring, "call_object_event"):
-        events = CallEvent.objects.filter(pk__in=[call.call_object_event_id for call in batch])
-        bodies = {
-            pk: (body, key) for pk, body, key in events.values_list("pk", "raw_body", "payload_key")
-        }
+        pks = [call.call_object_event_id for call in batch]
+        payloads = previous.payloads_by_pk(CallEvent, pks)
         for call in batch:
-            call.call_object = previous.payload_of(*bodies[call.call_object_event_id])
+            call.call_object = payloads[call.call_object_event_id]
         Call.objects.bulk_update(batch, ["call_object"])
 
 

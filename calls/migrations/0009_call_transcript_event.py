@@ -22,13 +22,6 @@ _0005 = importlib.import_module("calls.migrations.0005_callevent_payload_from_ra
 DOCUMENTS = ("transcript_object", "transcript_with_tool_calls")
 
 
-def _winning_body_sha256(field_versions):
-    version = (field_versions or {}).get("transcript_object")
-    if isinstance(version, list) and len(version) >= 3 and isinstance(version[2], str):
-        return version[2]
-    return None
-
-
 def _documents(payload):
     payload = payload if isinstance(payload, dict) else {}
     return {
@@ -42,7 +35,10 @@ def calls_refer_to_their_transcripts(apps, schema_editor):
     CallEvent = apps.get_model("calls", "CallEvent")
     holding = Call.objects.filter(transcript_object__isnull=False)
     for batch in _0005.in_batches(holding, "field_versions", *DOCUMENTS):
-        wanted = {call.pk: _winning_body_sha256(call.field_versions) for call in batch}
+        wanted = {
+            call.pk: _0005.version_body_sha256(call.field_versions, "transcript_object")
+            for call in batch
+        }
         events = CallEvent.objects.filter(
             call_id__in=list(wanted), body_sha256__in=[sha for sha in wanted.values() if sha]
         ).values_list("call_id", "body_sha256", "pk", "raw_body", "payload_key")
@@ -64,12 +60,9 @@ def transcripts_from_their_events(apps, schema_editor):
     CallEvent = apps.get_model("calls", "CallEvent")
     referring = Call.objects.filter(transcript_event__isnull=False)
     for batch in _0005.in_batches(referring, "transcript_event"):
-        events = CallEvent.objects.filter(pk__in=[call.transcript_event_id for call in batch])
-        bodies = {
-            pk: (body, key) for pk, body, key in events.values_list("pk", "raw_body", "payload_key")
-        }
+        payloads = _0005.payloads_by_pk(CallEvent, [call.transcript_event_id for call in batch])
         for call in batch:
-            for name, value in _documents(_0005.payload_of(*bodies[call.transcript_event_id])).items():
+            for name, value in _documents(payloads[call.transcript_event_id]).items():
                 setattr(call, name, value)
             call.transcript_event_id = None
         Call.objects.bulk_update(batch, ["transcript_event", *DOCUMENTS])
