@@ -7,9 +7,10 @@ column. Measured on the 2-core benchmark machine, that compiling was about half 
 batch transaction's CPU, more than the database's own work.
 
 These functions make the same writes with the same values (each field's ``pre_save`` and
-``get_db_prep_save``, as the ORM calls them), but keep the SQL text per model and column
-set, and send a batch's updates with one ``executemany`` per column set. Model signals are
-not sent: nothing listens to the models written here (tests/test_rowwrites.py checks).
+``get_db_prep_save``, as the ORM calls them, with calls/rowvalues.py's short cuts), but
+keep the SQL text per model and column set, and send a batch's updates with one
+``executemany`` per column set. Model signals are not sent: nothing listens to the models
+written here (tests/test_rowwrites.py checks).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Field, Model
+
+from calls.rowvalues import save_values
 
 M = TypeVar("M", bound=Model)
 
@@ -36,7 +39,7 @@ def rows_update(
     connection = connections[using]
     for (model, names), objs in groups.items():
         fields = _fields(model, names)
-        params = [[*_save_values(obj, fields, connection), obj.pk] for obj in objs]
+        params = [[*save_values(obj, fields, connection), obj.pk] for obj in objs]
         with connection.cursor() as cursor:
             cursor.executemany(_update_sql(model, names, using), params)
             if cursor.rowcount != len(params):
@@ -60,7 +63,7 @@ def rows_insert(
     model = type(objs[0])
     fields = _insert_fields(model)
     connection = connections[using]
-    params = [value for obj in objs for value in _save_values(obj, fields, connection, add=True)]
+    params = [value for obj in objs for value in save_values(obj, fields, connection, add=True)]
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(model, len(objs), unless_exists, using), params)
         returned = cursor.fetchall()
@@ -134,12 +137,6 @@ def _converter(field: Field[Any, Any], connection: Any) -> Converter | None:
         return value
 
     return convert
-
-
-def _save_values(
-    obj: Model, fields: Sequence[Field[Any, Any]], connection: Any, *, add: bool = False
-) -> list[Any]:
-    return [field.get_db_prep_save(field.pre_save(obj, add), connection) for field in fields]
 
 
 @cache
