@@ -32,6 +32,7 @@ from calls.dbwork import (
     run_db_job_holding_connection,
     submit_db_job,
 )
+from calls.payloads import parse_webhook
 from calls.services import DeliveryOutcome, IncomingDelivery, call_events_record
 from retellhub import metrics
 
@@ -148,12 +149,44 @@ def _set_exception(future: asyncio.Future[DeliveryOutcome], error: BaseException
 writer = DeliveryWriter()
 
 
-async def store(delivery: IncomingDelivery) -> bool:
-    """Store a verified delivery with the configured writer; True if it was new. Returns
-    once its transaction has committed, or raises."""
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A delivery stored, or found stored before: what its answer logs and counts."""
+
+    event: str
+    call_id: str
+    created: bool  # False for a re-delivery of an event already stored
+
+
+class NotStored(Exception):
+    """The delivery was not stored: its transaction failed or the writer is gone. Answered
+    500 with nothing half-written. ``event`` is its event name, where it was read."""
+
+    def __init__(self, message: str, *, event: str | None) -> None:
+        super().__init__(message)
+        self.event = event
+
+
+async def store(*, body: bytes, source_ip: str | None, key_fingerprint: str) -> Stored:
+    """Parse a verified body and store it with the configured writer. Returns once its
+    transaction has committed; raises ``PayloadError`` for a body that is not a usable
+    delivery, ``NotStored`` if it was not stored.
+
+    The writer processes parse the body themselves (the server's loop then does not), so
+    with them an unusable body is found there.
+    """
     if settings.WEBHOOK_WRITER == "process" and settings.DB_WORKER_THREADS > 0:
         from calls.writer_process import writer as process_writer  # it imports this module
 
-        return await process_writer.store(delivery)
-    outcome = await writer.store(delivery)
-    return outcome.created
+        return await process_writer.store(
+            body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
+        )
+    event = parse_webhook(body)
+    delivery = IncomingDelivery(
+        event=event, raw_body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
+    )
+    try:
+        outcome = await writer.store(delivery)
+    except Exception as error:
+        raise NotStored("the delivery's transaction failed", event=event.event) from error
+    return Stored(event=event.event, call_id=event.call_id, created=outcome.created)

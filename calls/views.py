@@ -86,8 +86,10 @@ class WebhookView(APIView):
                 call_events_record, deliveries=[webhook.incoming(delivery, event)]
             )
         except Exception:
-            return webhook.failed_reply(event)
-        return webhook.stored_reply(event, created=outcome.created)
+            return webhook.failed_reply(event.event)
+        return webhook.stored_reply(
+            event=event.event, call_id=event.call_id, created=outcome.created
+        )
 
 
 @require_GET

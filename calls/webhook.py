@@ -122,8 +122,13 @@ def parse_delivery(delivery: VerifiedDelivery) -> WebhookEvent:
     try:
         return parse_webhook(delivery.body)
     except PayloadError as exc:
-        logger.warning("webhook unusable: %s", exc, extra={"source_ip": delivery.source_ip})
-        raise Rejected(400, str(exc), reason="bad_payload") from None
+        raise unusable(exc, source_ip=delivery.source_ip) from None
+
+
+def unusable(exc: PayloadError, *, source_ip: str | None) -> Rejected:
+    """A signed body that is not a usable delivery: logged, answered 400 with why."""
+    logger.warning("webhook unusable: %s", exc, extra={"source_ip": source_ip})
+    return Rejected(400, str(exc), reason="bad_payload")
 
 
 # --- Django's request ------------------------------------------------------------------------
@@ -160,19 +165,20 @@ def rejected_reply(exc: Rejected) -> Reply:
     return Reply(exc.status, {"message": exc.message})
 
 
-def stored_reply(event: WebhookEvent, *, created: bool) -> Reply:
+def stored_reply(*, event: str, call_id: str, created: bool) -> Reply:
     result = "stored" if created else "duplicate"
-    metrics.webhook_delivery(event=event.event, outcome=result)
-    logger.info("webhook %s %s for call %s", result, event.event, event.call_id)
+    metrics.webhook_delivery(event=event, outcome=result)
+    logger.info("webhook %s %s for call %s", result, event, call_id)
     return RECEIVED
 
 
-def failed_reply(event: WebhookEvent) -> Reply:
+def failed_reply(event: str | None) -> Reply:
     """After a failed transaction (call from the ``except`` block: the traceback is logged).
+    ``event`` is the delivery's event name, None where it was not read.
 
     It rolled back: nothing is half-written, and Retell's retry can succeed once the fault
     is gone.
     """
     logger.exception("webhook failed; answering 500 so Retell retries")
-    metrics.webhook_delivery(event=event.event, outcome="error")
+    metrics.webhook_delivery(event=event, outcome="error")
     return SERVER_ERROR

@@ -5,8 +5,8 @@ not the delivery's own work: on the 2-core benchmark machine Django's request cy
 (handler, nine middleware, DRF, three thread hand-offs) took about 3 ms of CPU per
 request, more than storing the delivery. This endpoint does exactly what the DRF view
 does, with the same functions (calls/webhook.py): host check, source address, size,
-signature, parsing, then the writer (calls/ingest.py), which shares transactions between
-concurrent deliveries. Answers, headers, logs and metrics are the same.
+signature, then the writer (calls/ingest.py), which parses the body and shares
+transactions between concurrent deliveries. Answers, headers, logs and metrics are the same.
 
 ``retellhub/asgi.py`` routes ``/webhook`` here unless ``WEBHOOK_FAST_PATH`` is off or
 HTTPS redirection is on (the one middleware behaviour this does not reproduce); the DRF
@@ -23,6 +23,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from calls import ingest, signing, webhook
+from calls.payloads import PayloadError
 from retellhub import fastjson, metrics
 
 Scope = MutableMapping[str, Any]
@@ -76,14 +77,19 @@ async def _answer(scope: Scope, receive: Receive) -> webhook.Reply:
         return webhook.METHOD_NOT_ALLOWED
     try:
         delivery = await _verified_delivery(scope, receive, headers)
-        event = webhook.parse_delivery(delivery)
     except webhook.Rejected as exc:
         return webhook.rejected_reply(exc)
     try:
-        created = await ingest.store(webhook.incoming(delivery, event))
-    except Exception:
-        return webhook.failed_reply(event)
-    return webhook.stored_reply(event, created=created)
+        stored = await ingest.store(
+            body=delivery.body,
+            source_ip=delivery.source_ip,
+            key_fingerprint=delivery.match.key_fingerprint,
+        )
+    except PayloadError as exc:
+        return webhook.rejected_reply(webhook.unusable(exc, source_ip=delivery.source_ip))
+    except Exception as exc:  # ingest.NotStored, or anything unforeseen: 500 all the same
+        return webhook.failed_reply(exc.event if isinstance(exc, ingest.NotStored) else None)
+    return webhook.stored_reply(event=stored.event, call_id=stored.call_id, created=stored.created)
 
 
 async def _verified_delivery(

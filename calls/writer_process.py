@@ -6,7 +6,10 @@ topped out at one core: HTTP, signature and parsing on the loop, the batch trans
 the thread, each waiting for the other's turn. Here the server process hands each
 verified delivery's raw bytes to a child process over a socket pair, and the child parses,
 stores (the same batches, ``ingest.write_batch``) and answers with each delivery's outcome.
-The two run on separate cores and the server's loop has no thread to contend with.
+The two run on separate cores and the server's loop has no thread to contend with. The
+server does not parse the body itself: the child answers with the event's name and call id
+for the server's log and metrics, or says the body is unusable, and only then does the
+server parse it, for the 400's message.
 
 What does not change: a request is answered only after its transaction has committed
 (design rule 2), a batch that fails is retried one delivery at a time, and a failure
@@ -22,8 +25,9 @@ Frames on the socket pair (network byte order):
 
 - to the child, one per delivery: ``REQUEST`` (request id, body length, metadata length),
   the metadata (source address and key fingerprint, UTF-8, newline-separated), the body;
-- to the parent, one per batch: ``BATCH`` (deliveries, seconds the transaction took), then
-  a ``RESULT`` per delivery (request id, outcome, the call's primary key).
+- to the parent, one per batch: ``BATCH`` (deliveries, seconds the transaction took, bytes
+  of results that follow), then per delivery a ``RESULT`` (request id, outcome, the call's
+  primary key, lengths of the two names) and the event's name and call id (UTF-8).
 """
 
 from __future__ import annotations
@@ -41,32 +45,37 @@ from dataclasses import dataclass
 from django.conf import settings
 
 from calls import realtime
-from calls.ingest import write_batch
-from calls.payloads import parse_webhook
+from calls.ingest import NotStored, Stored, write_batch
+from calls.payloads import PayloadError, WebhookEvent, parse_webhook
 from calls.services import IncomingDelivery
 from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
 REQUEST = struct.Struct("!IIH")
-BATCH = struct.Struct("!Id")
-RESULT = struct.Struct("!IBq")
-DUPLICATE, STORED, FAILED = 0, 1, 2
+BATCH = struct.Struct("!IdI")
+RESULT = struct.Struct("!IBqHH")
+DUPLICATE, STORED, FAILED, UNUSABLE = 0, 1, 2, 3
 MAX_BATCH = 64  # as calls/ingest.py
 CHILD_MODULE = "calls.writer_child"
 
 
-class WriterUnavailable(Exception):
+class WriterUnavailable(NotStored):
     """The child process died (or could not start) before answering; answered 500."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, event=None)
 
 
 # --- Frames -----------------------------------------------------------------------------
 
 
-def encode_request(request_id: int, delivery: IncomingDelivery) -> bytes:
-    meta = f"{delivery.source_ip or ''}\n{delivery.key_fingerprint}".encode()
-    head = REQUEST.pack(request_id, len(delivery.raw_body), len(meta))
-    return b"".join((head, meta, delivery.raw_body))
+def encode_request(
+    request_id: int, *, body: bytes, source_ip: str | None, key_fingerprint: str
+) -> bytes:
+    meta = f"{source_ip or ''}\n{key_fingerprint}".encode()
+    head = REQUEST.pack(request_id, len(body), len(meta))
+    return b"".join((head, meta, body))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +103,36 @@ def decode_requests(buffer: bytearray, *, limit: int) -> Iterator[Request]:
         yield Request(request_id, source_ip or None, key_fingerprint, body)
 
 
-def encode_results(results: list[tuple[int, int, int]], *, seconds: float) -> bytes:
-    return BATCH.pack(len(results), seconds) + b"".join(RESULT.pack(*r) for r in results)
+@dataclass(frozen=True, slots=True)
+class Result:
+    request_id: int
+    status: int
+    call_pk: int
+    event: str  # "" where the body was unusable
+    call_id: str
+
+
+def encode_results(results: list[Result], *, seconds: float) -> bytes:
+    parts = []
+    for r in results:
+        event, call_id = r.event.encode(), r.call_id.encode()
+        parts += [RESULT.pack(r.request_id, r.status, r.call_pk, len(event), len(call_id))]
+        parts += [event, call_id]
+    data = b"".join(parts)
+    return BATCH.pack(len(results), seconds, len(data)) + data
+
+
+def decode_results(data: bytes) -> Iterator[Result]:
+    """The results in ``data``, the bytes a ``BATCH`` header announced."""
+    offset = 0
+    while offset < len(data):
+        request_id, status, call_pk, event_length, call_id_length = RESULT.unpack_from(data, offset)
+        offset += RESULT.size
+        event = data[offset : offset + event_length].decode()
+        offset += event_length
+        call_id = data[offset : offset + call_id_length].decode()
+        offset += call_id_length
+        yield Result(request_id, status, call_pk, event, call_id)
 
 
 # --- The child --------------------------------------------------------------------------
@@ -124,25 +161,39 @@ def _next_batch(connection: socket.socket, buffer: bytearray) -> list[Request]:
 
 def _write(batch: list[Request]) -> bytes:
     started = time.perf_counter()
+    events = [_parsed(request.body) for request in batch]
+    usable = [(r, event) for r, event in zip(batch, events, strict=True) if event is not None]
     deliveries = [
         IncomingDelivery(
-            event=parse_webhook(request.body),  # the parent has parsed it: it parses
+            event=event,
             raw_body=request.body,
             source_ip=request.source_ip,
             key_fingerprint=request.key_fingerprint,
         )
-        for request in batch
+        for request, event in usable
     ]
+    outcomes = dict(zip((r.request_id for r, _ in usable), write_batch(deliveries), strict=True))
     results = []
-    for request, outcome in zip(batch, write_batch(deliveries), strict=True):
+    for request, event in zip(batch, events, strict=True):
+        if event is None:
+            results.append(Result(request.request_id, UNUSABLE, 0, "", ""))
+            continue
+        outcome = outcomes[request.request_id]
         if isinstance(outcome, Exception):
             # The parent answers 500 and logs the request; the cause is only known here.
             logger.error("webhook delivery not stored", exc_info=outcome)
-            results.append((request.request_id, FAILED, 0))
+            status, call_pk = FAILED, 0
         else:
-            status = STORED if outcome.created else DUPLICATE
-            results.append((request.request_id, status, outcome.call.pk))
+            status, call_pk = (STORED if outcome.created else DUPLICATE), outcome.call.pk
+        results.append(Result(request.request_id, status, call_pk, event.event, event.call_id))
     return encode_results(results, seconds=time.perf_counter() - started)
+
+
+def _parsed(body: bytes) -> WebhookEvent | None:
+    try:
+        return parse_webhook(body)
+    except PayloadError:
+        return None  # the parent parses it again for the 400's message
 
 
 # --- The server's side ------------------------------------------------------------------
@@ -152,8 +203,12 @@ def _write(batch: list[Request]) -> bytes:
 RESTART_AFTER_SECONDS = 1.0
 
 
-class WriterFailed(Exception):
+class WriterFailed(NotStored):
     """The child could not store this delivery (it logged why); answered 500."""
+
+
+class _Unusable(Exception):
+    """The child found the body unusable (not a delivery): the parent parses it for why."""
 
 
 class ProcessWriter:
@@ -164,10 +219,18 @@ class ProcessWriter:
     def __init__(self) -> None:
         self._children: list[_Child] = []
 
-    async def store(self, delivery: IncomingDelivery) -> bool:
-        """Store ``delivery``; True if it was new, False for a re-delivery. Returns once its
-        transaction has committed; raises if it did not."""
-        return await self._least_busy_child().store(delivery)
+    async def store(self, *, body: bytes, source_ip: str | None, key_fingerprint: str) -> Stored:
+        """Parse and store a verified body, as ``ingest.store`` (which calls this)."""
+        child = self._least_busy_child()
+        try:
+            return await child.store(
+                body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
+            )
+        except _Unusable:
+            parse_webhook(body)  # raises PayloadError with what is wrong
+            raise WriterFailed(
+                "the writer refused a body this process can read", event=None
+            ) from None
 
     def _least_busy_child(self) -> _Child:
         loop = asyncio.get_running_loop()
@@ -198,7 +261,7 @@ class _Child:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.closed = False
-        self._pending: dict[int, asyncio.Future[bool]] = {}
+        self._pending: dict[int, asyncio.Future[Stored]] = {}
         self._next_id = 0
         self._in_flight = 0
         self._answered = False
@@ -217,7 +280,7 @@ class _Child:
         recently = died is not None and time.monotonic() - died < RESTART_AFTER_SECONDS
         return recently and not self._answered
 
-    async def store(self, delivery: IncomingDelivery) -> bool:
+    async def store(self, *, body: bytes, source_ip: str | None, key_fingerprint: str) -> Stored:
         self._in_flight += 1
         try:
             await asyncio.shield(self._ready)
@@ -225,9 +288,13 @@ class _Child:
                 raise WriterUnavailable("the webhook writer process is gone")
             self._next_id = (self._next_id + 1) % 2**32
             request_id = self._next_id
-            future: asyncio.Future[bool] = self.loop.create_future()
+            future: asyncio.Future[Stored] = self.loop.create_future()
             self._pending[request_id] = future
-            self._stream.write(encode_request(request_id, delivery))
+            self._stream.write(
+                encode_request(
+                    request_id, body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
+                )
+            )
             return await future
         finally:
             self._in_flight -= 1
@@ -259,27 +326,31 @@ class _Child:
     async def _read_results(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                count, seconds = BATCH.unpack(await reader.readexactly(BATCH.size))
+                count, seconds, size = BATCH.unpack(await reader.readexactly(BATCH.size))
                 metrics.webhook_batch_written(deliveries=count, seconds=seconds)
-                data = await reader.readexactly(count * RESULT.size)
+                data = await reader.readexactly(size)
                 self._answered = True
-                self._settle([RESULT.unpack_from(data, n * RESULT.size) for n in range(count)])
+                self._settle(decode_results(data))
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
             await self._gone()
 
-    def _settle(self, results: list[tuple[int, int, int]]) -> None:
+    def _settle(self, results: Iterator[Result]) -> None:
         stored = []
-        for request_id, status, call_pk in results:
-            future = self._pending.pop(request_id, None)
+        for r in results:
+            future = self._pending.pop(r.request_id, None)
             if future is None or future.done():  # the request was cancelled (client gone)
                 continue
-            if status == FAILED:
-                future.set_exception(WriterFailed("the webhook writer could not store it"))
+            if r.status == FAILED:
+                future.set_exception(
+                    WriterFailed("the webhook writer could not store it", event=r.event)
+                )
+            elif r.status == UNUSABLE:
+                future.set_exception(_Unusable())
             else:
-                future.set_result(status == STORED)
-                stored.append(call_pk)
+                future.set_result(Stored(r.event, r.call_id, created=r.status == STORED))
+                stored.append(r.call_pk)
         if stored:
             realtime.calls_written_elsewhere(pks=stored)
 

@@ -41,6 +41,27 @@ def test_it_refuses_a_bad_signature_over_the_wire(asgi_server):
     assert CallEvent.objects.count() == 0
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"not json", "Body is not valid UTF-8 JSON."),
+        (b'{"call": {"call_id": "call_x"}}', "Missing 'event': a non-empty string is required."),
+        (
+            b'{"event": "call_ended", "call": {"agent_id": "a"}}',
+            "Missing 'call_id': the call object needs a non-empty string id.",
+        ),
+    ],
+)
+def test_it_answers_400_for_a_signed_but_unusable_body_over_the_wire(asgi_server, body, message):
+    # The body is parsed in the writer process, not by the server: its 400 must not change.
+    reply = post_webhook(asgi_server.url, body, retell.signature(body))
+    assert (reply.status, reply.json()) == (400, {"message": message})
+    assert CallEvent.objects.count() == 0
+    good = retell.fixture_bytes("call_ended")  # and the writer goes on writing
+    assert post_webhook(asgi_server.url, good, retell.signature(good)).status == 200
+    assert "webhook unusable" in asgi_server.log()
+
+
 def test_it_answers_413_for_an_oversized_body_over_the_wire(asgi_server):
     body = b"{" + b" " * (5 * 1024 * 1024) + b"}"
     reply = post_webhook(asgi_server.url, body, retell.signature(body))

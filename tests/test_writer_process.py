@@ -18,14 +18,20 @@ from prometheus_client import REGISTRY
 
 from bench.cpu import descendants
 from calls import writer_process
+from calls.ingest import Stored
 from calls.models import Call, CallEvent
-from calls.payloads import parse_webhook
-from calls.services import IncomingDelivery
+from calls.payloads import PayloadError, parse_webhook
 from calls.writer_process import (
+    FAILED,
+    STORED,
+    UNUSABLE,
     ProcessWriter,
+    Result,
     WriterUnavailable,
     decode_requests,
+    decode_results,
     encode_request,
+    encode_results,
 )
 from tests import retell
 from tests.conftest import StartServer
@@ -39,10 +45,9 @@ def writer_exits() -> float:
     return REGISTRY.get_sample_value("retellhub_webhook_writer_exits_total") or 0.0
 
 
-def delivery(body: bytes = BODY, *, source_ip: str | None = "100.20.5.228") -> IncomingDelivery:
-    return IncomingDelivery(
-        event=parse_webhook(body), raw_body=body, source_ip=source_ip, key_fingerprint="k:ü"
-    )
+def delivery(body: bytes = BODY, *, source_ip: str | None = "100.20.5.228") -> dict[str, Any]:
+    """``store``'s arguments for a verified body."""
+    return {"body": body, "source_ip": source_ip, "key_fingerprint": "k:ü"}
 
 
 def bodies(prefix: str, count: int) -> list[bytes]:
@@ -61,22 +66,34 @@ def test_requests_cross_the_socket_intact_however_the_bytes_are_split():
         (2, delivery(source_ip=None)),
         (3, delivery(retell.fixture_bytes("call_started"))),
     ]
-    stream = b"".join(encode_request(request_id, item) for request_id, item in sent)
+    stream = b"".join(encode_request(request_id, **item) for request_id, item in sent)
     buffer, received = bytearray(), list[writer_process.Request]()
     for start in range(0, len(stream), 7):  # a few bytes at a time
         buffer += stream[start : start + 7]
         received.extend(decode_requests(buffer, limit=64))
     assert buffer == b""
     assert [(r.request_id, r.source_ip, r.key_fingerprint, r.body) for r in received] == [
-        (request_id, item.source_ip, item.key_fingerprint, item.raw_body)
+        (request_id, item["source_ip"], item["key_fingerprint"], item["body"])
         for request_id, item in sent
     ]
 
 
 def test_a_batch_takes_at_most_its_limit_and_leaves_the_rest():
-    buffer = bytearray(b"".join(encode_request(n, delivery()) for n in range(5)))
+    buffer = bytearray(b"".join(encode_request(n, **delivery()) for n in range(5)))
     assert [r.request_id for r in decode_requests(buffer, limit=3)] == [0, 1, 2]
     assert [r.request_id for r in decode_requests(buffer, limit=3)] == [3, 4]
+
+
+def test_results_carry_the_names_the_server_logs_whatever_their_characters():
+    sent = [
+        Result(1, STORED, 42, "call_ended", "call_ü_\u2603"),
+        Result(2, UNUSABLE, 0, "", ""),
+        Result(2**32 - 1, FAILED, 0, "a_new_event_name", "c" * 128),
+    ]
+    frame = encode_results(sent, seconds=0.25)
+    count, seconds, size = writer_process.BATCH.unpack_from(frame)
+    assert (count, seconds, size) == (3, 0.25, len(frame) - writer_process.BATCH.size)
+    assert list(decode_results(frame[writer_process.BATCH.size :])) == sent
 
 
 # --- The writer, in this process's loop, against the test database ---------------------
@@ -90,17 +107,21 @@ def child_uses_the_test_database(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_it_stores_a_delivery_once_and_reports_re_deliveries():
-    async def run() -> list[bool]:
+    async def run() -> list[Stored]:
         writer = ProcessWriter()
         try:
-            first = await writer.store(delivery())
-            again = await asyncio.gather(*(writer.store(delivery()) for _ in range(5)))
+            first = await writer.store(**delivery())
+            again = await asyncio.gather(*(writer.store(**delivery()) for _ in range(5)))
             return [first, *again]
         finally:
             await writer.aclose()
 
     exits_before = writer_exits()
-    assert asyncio.run(run()) == [True, False, False, False, False, False]
+    stored = asyncio.run(run())
+    assert [s.created for s in stored] == [True, False, False, False, False, False]
+    # The child read the names the server logs and counts.
+    parsed = parse_webhook(BODY)
+    assert {(s.event, s.call_id) for s in stored} == {(parsed.event, parsed.call_id)}
     assert writer_exits() == exits_before  # closed, not failed
     event = CallEvent.objects.get()
     assert (event.delivery_count, event.source_ip, event.key_fingerprint) == (
@@ -111,6 +132,43 @@ def test_it_stores_a_delivery_once_and_reports_re_deliveries():
     assert event.raw_body.encode() == BODY
 
 
+UNUSABLE_BODIES = [
+    b"not json",
+    b"[1, 2]",
+    b'{"call": {"call_id": "call_no_event"}}',
+    b'{"event": "call_ended", "call": {"agent_id": "no call id"}}',
+    b"\xff\xfe",
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_child_refuses_unusable_bodies_with_the_servers_own_message():
+    """The server does not parse what it hands over; the child does, and an unusable body
+    comes back as the PayloadError the server would have raised, nothing stored."""
+
+    async def run() -> list[str]:
+        writer = ProcessWriter()
+        messages = []
+        try:
+            for body in UNUSABLE_BODIES:
+                with pytest.raises(PayloadError) as raised:
+                    await writer.store(**delivery(body))
+                messages.append(str(raised.value))
+            # The child is still there and writing.
+            assert (await writer.store(**delivery())).created
+        finally:
+            await writer.aclose()
+        return messages
+
+    expected = []
+    for body in UNUSABLE_BODIES:
+        with pytest.raises(PayloadError) as raised:
+            parse_webhook(body)
+        expected.append(str(raised.value))
+    assert asyncio.run(run()) == expected
+    assert CallEvent.objects.count() == 1
+
+
 @pytest.mark.django_db(transaction=True)
 def test_deliveries_are_spread_over_several_children(settings: Any):
     settings.WEBHOOK_WRITER_PROCESSES = 2
@@ -119,7 +177,7 @@ def test_deliveries_are_spread_over_several_children(settings: Any):
     async def run() -> tuple[list[bool], list[int]]:
         writer = ProcessWriter()
         try:
-            stored = await asyncio.gather(*(writer.store(item) for item in items))
+            stored = [s.created for s in await asyncio.gather(*(writer.store(**i) for i in items))]
             # Requests each child was sent (its last request id).
             return list(stored), [child._next_id for child in writer._children]
         finally:
@@ -155,7 +213,7 @@ def test_a_child_that_cannot_start_fails_its_deliveries_and_is_not_respawned_at_
         # at once, without a new child.
         for _ in range(settings.WEBHOOK_WRITER_PROCESSES + 3):
             with pytest.raises(WriterUnavailable) as raised:
-                await writer.store(delivery())
+                await writer.store(**delivery())
             errors.append(str(raised.value))
         await writer.aclose()
         return errors
