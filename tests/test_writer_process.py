@@ -21,18 +21,19 @@ from calls import writer_process
 from calls.ingest import Stored
 from calls.models import Call, CallEvent
 from calls.payloads import PayloadError, parse_webhook
-from calls.writer_process import (
+from calls.writer_frames import (
+    BATCH,
     FAILED,
     STORED,
     UNUSABLE,
-    ProcessWriter,
+    Request,
     Result,
-    WriterUnavailable,
     decode_requests,
     decode_results,
     encode_request,
     encode_results,
 )
+from calls.writer_process import ProcessWriter, WriterUnavailable
 from tests import retell
 from tests.conftest import StartServer
 from tests.http import post_webhook
@@ -67,7 +68,7 @@ def test_requests_cross_the_socket_intact_however_the_bytes_are_split():
         (3, delivery(retell.fixture_bytes("call_started"))),
     ]
     stream = b"".join(encode_request(request_id, **item) for request_id, item in sent)
-    buffer, received = bytearray(), list[writer_process.Request]()
+    buffer, received = bytearray(), list[Request]()
     for start in range(0, len(stream), 7):  # a few bytes at a time
         buffer += stream[start : start + 7]
         received.extend(decode_requests(buffer, limit=64))
@@ -91,9 +92,9 @@ def test_results_carry_the_names_the_server_logs_whatever_their_characters():
         Result(2**32 - 1, FAILED, 0, "a_new_event_name", "c" * 128),
     ]
     frame = encode_results(sent, seconds=0.25)
-    count, seconds, size = writer_process.BATCH.unpack_from(frame)
-    assert (count, seconds, size) == (3, 0.25, len(frame) - writer_process.BATCH.size)
-    assert list(decode_results(frame[writer_process.BATCH.size :])) == sent
+    count, seconds, size = BATCH.unpack_from(frame)
+    assert (count, seconds, size) == (3, 0.25, len(frame) - BATCH.size)
+    assert list(decode_results(frame[BATCH.size :])) == sent
 
 
 # --- The writer, in this process's loop, against the test database ---------------------
