@@ -137,3 +137,32 @@ def test_locked_rows_load_only_the_asked_columns_in_key_order() -> None:
     assert rows[0].field_versions == {"status": [1, "call_a"]}  # decoded by the field
     assert "transcript" in rows[0].get_deferred_fields()
     assert rows_locked(Call, key="call_id", values=[], columns=[]) == []
+
+
+def _prepared_statements() -> list[str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        return [row[0] for row in cursor.fetchall()]
+
+
+@pytest.mark.usefixtures("postgres_only")
+def test_locked_reads_are_planned_for_the_table_as_it_is_not_prepared() -> None:
+    """A prepared statement keeps the plan it got first; made while the calls table was
+    nearly empty, the webhook's locked read scanned the whole table from then on. Other
+    statements are still prepared as configured."""
+    CallFactory.create(call_id="call_planned")
+    psycopg_connection = connection.connection
+    assert psycopg_connection is not None
+    threshold = psycopg_connection.prepare_threshold
+    psycopg_connection.prepare_threshold = 1  # prepare anything run twice
+    try:
+        for _ in range(4):
+            rows = rows_locked(Call, key="call_id", values=["call_planned"], columns=[])
+            assert [row.call_id for row in rows] == ["call_planned"]
+            Call.objects.filter(call_id="call_planned").exists()
+        prepared = _prepared_statements()
+        assert psycopg_connection.prepare_threshold == 1  # given back
+    finally:
+        psycopg_connection.prepare_threshold = threshold
+    assert not [statement for statement in prepared if "FOR UPDATE" in statement]
+    assert [statement for statement in prepared if "LIMIT 1" in statement]  # exists() was
