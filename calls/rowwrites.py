@@ -24,7 +24,7 @@ from typing import Any, TypeVar, cast
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
 from django.db.models import Field, Model
 
-from calls.rowvalues import save_values
+from calls.rowvalues import Savers, savers, values
 
 M = TypeVar("M", bound=Model)
 
@@ -39,8 +39,8 @@ def rows_update(
         groups[type(obj), tuple(sorted(names))].append(obj)
     connection = connections[using]
     for (model, names), objs in groups.items():
-        fields = _fields(model, names)
-        params = [[*save_values(obj, fields, connection), obj.pk] for obj in objs]
+        row_savers = _update_savers(model, names)
+        params = [[*values(obj, row_savers, connection), obj.pk] for obj in objs]
         with connection.cursor() as cursor:
             cursor.executemany(_update_sql(model, names, using), params)
             if cursor.rowcount != len(params):
@@ -62,9 +62,9 @@ def rows_insert(
     if not objs:
         return []
     model = type(objs[0])
-    fields = _insert_fields(model)
+    row_savers = _insert_savers(model)
     connection = connections[using]
-    params = [value for obj in objs for value in save_values(obj, fields, connection, add=True)]
+    params = [value for obj in objs for value in values(obj, row_savers, connection, add=True)]
     with connection.cursor() as cursor:
         cursor.execute(_insert_sql(model, len(objs), unless_exists, using), params)
         returned = cursor.fetchall()
@@ -169,6 +169,16 @@ def _converter(field: Field[Any, Any], connection: Any) -> Converter | None:
 @cache
 def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field[Any, Any], ...]:
     return tuple(model._meta.get_field(name) for name in names)  # type: ignore[misc]
+
+
+@cache
+def _update_savers(model: type[Model], names: tuple[str, ...]) -> Savers:
+    return savers(_fields(model, names))
+
+
+@cache
+def _insert_savers(model: type[Model]) -> Savers:
+    return savers(_insert_fields(model))
 
 
 @cache
