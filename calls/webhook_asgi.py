@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
@@ -143,5 +144,11 @@ def _host_allowed(host: str | None, scope: Scope) -> bool:
     allowed = settings.ALLOWED_HOSTS
     if settings.DEBUG and not allowed:
         allowed = [".localhost", "127.0.0.1", "[::1]"]
+    return _host_matches(host, tuple(allowed))
+
+
+@lru_cache(maxsize=256)
+def _host_matches(host: str, allowed: tuple[str, ...]) -> bool:
+    # Retell sends the same Host on every delivery: checked once, not per request.
     domain, _port = split_domain_port(host)
     return bool(domain) and validate_host(domain, allowed)
