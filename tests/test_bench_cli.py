@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 
 import pytest
 
-from bench import socket_load, webhook_load
+from bench import socket_load, webhook_load, writer_cpu
 from bench._common import bounded
+from tests.servers import ROOT
 
 
 def test_bounded_keeps_the_type_and_its_limits() -> None:
@@ -47,3 +52,31 @@ def test_webhook_load_refuses_numbers_it_cannot_run(argv: list[str]) -> None:
 def test_webhook_load_reads_its_limits_as_numbers() -> None:
     args = webhook_load._parse_args(["--api-key", "k", "--concurrency", "64", "--timeout", "2"])
     assert (args.concurrency, args.timeout, args.requests) == (64, 2.0, 3000)
+
+
+@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "65"], ["--deliveries", "0"]])
+def test_writer_cpu_refuses_numbers_it_cannot_run(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        writer_cpu.parse_args(argv)
+    assert exit_info.value.code == 2
+
+
+def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_cost() -> None:
+    # Without DATABASE_URL it must not touch the configured database: a fresh SQLite file.
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [sys.executable, "bench/writer_cpu.py", "--deliveries", "12", "--batch", "4", "--json"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    report = json.loads(finished.stdout)
+    assert (report["database"], report["batch"], report["deliveries"]) == ("sqlite", 4, 12)
+    assert report["stored_events"] == 13  # the timed ones and the first, untimed
+    assert report["writer_cpu_ms_per_delivery"] > 0
+    assert report["wall_ms_per_delivery"] > 0
+    assert "database_cpu_ms_per_delivery" not in report  # SQLite runs in this process
