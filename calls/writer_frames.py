@@ -4,9 +4,11 @@ Frames on the socket pair (network byte order):
 
 - to the child, one per delivery: ``REQUEST`` (request id, body length, metadata length),
   the metadata (source address and key fingerprint, UTF-8, newline-separated), the body;
-- to the parent, one per batch: ``BATCH`` (deliveries, seconds the transaction took, bytes
-  of results that follow), then per delivery a ``RESULT`` (request id, outcome, the call's
-  primary key, lengths of the two names) and the event's name and call id (UTF-8).
+- to the parent, one per batch: ``BATCH`` (deliveries the transaction wrote, seconds it
+  took, bytes of results that follow), then per delivery a ``RESULT`` (request id,
+  outcome, the call's primary key, lengths of the two names) and the event's name and call
+  id (UTF-8). Unusable bodies get a result but are not written: a batch of only those has
+  no transaction and says 0 deliveries.
 """
 
 from __future__ import annotations
@@ -64,14 +66,14 @@ class Result:
     call_id: str
 
 
-def encode_results(results: list[Result], *, seconds: float) -> bytes:
+def encode_results(results: list[Result], *, written: int, seconds: float) -> bytes:
     parts = []
     for r in results:
         event, call_id = r.event.encode(), r.call_id.encode()
         parts += [RESULT.pack(r.request_id, r.status, r.call_pk, len(event), len(call_id))]
         parts += [event, call_id]
     data = b"".join(parts)
-    return BATCH.pack(len(results), seconds, len(data)) + data
+    return BATCH.pack(written, seconds, len(data)) + data
 
 
 def decode_results(data: bytes) -> Iterator[Result]:

@@ -105,7 +105,8 @@ def _write(batch: list[Request]) -> bytes:
         )
         for request, event in usable
     ]
-    outcomes = dict(zip((r.request_id for r, _ in usable), write_batch(deliveries), strict=True))
+    written = write_batch(deliveries) if deliveries else []  # no transaction for nothing
+    outcomes = dict(zip((r.request_id for r, _ in usable), written, strict=True))
     results = []
     for request, event in zip(batch, events, strict=True):
         if event is None:
@@ -119,7 +120,8 @@ def _write(batch: list[Request]) -> bytes:
         else:
             status, call_pk = (STORED if outcome.created else DUPLICATE), outcome.call.pk
         results.append(Result(request.request_id, status, call_pk, event.event, event.call_id))
-    return encode_results(results, seconds=time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return encode_results(results, written=len(deliveries), seconds=seconds)
 
 
 def _parsed(body: bytes) -> WebhookEvent | None:
@@ -259,8 +261,9 @@ class _Child:
     async def _read_results(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                count, seconds, size = BATCH.unpack(await reader.readexactly(BATCH.size))
-                metrics.webhook_batch_written(deliveries=count, seconds=seconds)
+                written, seconds, size = BATCH.unpack(await reader.readexactly(BATCH.size))
+                if written:
+                    metrics.webhook_batch_written(deliveries=written, seconds=seconds)
                 data = await reader.readexactly(size)
                 self._answered = True
                 self._settle(decode_results(data))

@@ -42,6 +42,15 @@ from tests.servers import RunningServer, database_url
 BODY = retell.fixture_bytes("call_ended")
 
 
+def batches_written() -> tuple[float, float]:
+    """(transactions, deliveries in them) so far, as the batch metric counts them."""
+    sample = REGISTRY.get_sample_value
+    return (
+        sample("retellhub_webhook_batch_deliveries_count") or 0.0,
+        sample("retellhub_webhook_batch_deliveries_sum") or 0.0,
+    )
+
+
 def writer_exits() -> float:
     return REGISTRY.get_sample_value("retellhub_webhook_writer_exits_total") or 0.0
 
@@ -91,9 +100,9 @@ def test_results_carry_the_names_the_server_logs_whatever_their_characters():
         Result(2, UNUSABLE, 0, "", ""),
         Result(2**32 - 1, FAILED, 0, "a_new_event_name", "c" * 128),
     ]
-    frame = encode_results(sent, seconds=0.25)
-    count, seconds, size = BATCH.unpack_from(frame)
-    assert (count, seconds, size) == (3, 0.25, len(frame) - BATCH.size)
+    frame = encode_results(sent, written=2, seconds=0.25)  # the unusable one was not written
+    written, seconds, size = BATCH.unpack_from(frame)
+    assert (written, seconds, size) == (2, 0.25, len(frame) - BATCH.size)
     assert list(decode_results(frame[BATCH.size :])) == sent
 
 
@@ -166,8 +175,11 @@ def test_the_child_refuses_unusable_bodies_with_the_servers_own_message():
         with pytest.raises(PayloadError) as raised:
             parse_webhook(body)
         expected.append(str(raised.value))
+    batches_before, written_before = batches_written()
     assert asyncio.run(run()) == expected
     assert CallEvent.objects.count() == 1
+    batches, written = batches_written()
+    assert (batches - batches_before, written - written_before) == (1, 1)  # none for those
 
 
 @pytest.mark.django_db(transaction=True)
