@@ -26,6 +26,16 @@ def process_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` still runs: False once it is gone or has exited (a zombie,
+    waiting only for its parent to reap it), and where /proc is missing."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
 def process_tree_cpu_seconds(pid: int) -> float | None:
     """``process_cpu_seconds`` of ``pid`` and every process descended from it: a server
     with its webhook writers (calls/writer_process.py), or with ``--workers``. Children that

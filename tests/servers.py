@@ -20,6 +20,8 @@ from urllib.parse import quote
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import CloseConnection, Message, Request, TextMessage
 
+from bench.cpu import descendants, process_running
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -106,12 +108,22 @@ def asgi_server_process(
         _wait_ready(server, timeout=30)
         yield server
     finally:
+        writers = descendants(process.pid)
         process.terminate()
         try:
             process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        _wait_exited(writers, timeout=10)
+
+
+def _wait_exited(pids: list[int], *, timeout: float) -> None:
+    """Wait for a stopped server's webhook writers, which leave once it has gone: one still
+    closing its database connection would keep the test database from being dropped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and any(process_running(pid) for pid in pids):
+        time.sleep(0.02)
 
 
 def wait_until_sockets_closed(server: RunningServer, timeout: float = 10.0) -> None:

@@ -15,6 +15,7 @@ from bench.cpu import (
     descendants,
     local_postgresql_cpu_seconds,
     process_cpu_seconds,
+    process_running,
     process_tree_cpu_seconds,
     processes_cpu_seconds,
 )
@@ -69,6 +70,23 @@ def test_a_process_tree_counts_its_childrens_cpu():
         parent.wait()
     assert process_tree_cpu_seconds(parent.pid) is None  # gone
     assert descendants(parent.pid) == []
+
+
+def test_a_process_runs_until_it_exits_even_before_it_is_reaped():
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
+    assert process_running(child.pid)
+    assert child.stdin is not None
+    child.stdin.close()  # it exits; not reaped yet, it is a zombie until wait()
+    for _ in range(600):  # until it has exited; not a timing
+        if not process_running(child.pid):
+            break
+        time.sleep(0.01)
+    assert not process_running(child.pid)
+    assert Path(f"/proc/{child.pid}").exists()  # the zombie is still there
+    child.wait()
+    assert not process_running(child.pid)
 
 
 def test_a_name_nothing_runs_under_counts_nothing():
