@@ -25,6 +25,7 @@ import itertools
 import json
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -189,12 +190,23 @@ class FakeModel:
             raise RuntimeError("fake model did not start")
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         loop = self._loop
         if loop is not None and self._thread is not None:
-            asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(10)
+            shutdown = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
+            try:
+                shutdown.result(timeout)
+            except TimeoutError:
+                # Seen once in CI (a test's teardown, after it had passed): say so rather than
+                # fail the test; the thread is a daemon and is stopped below all the same.
+                shutdown.cancel()
+                warnings.warn(
+                    f"fake model: shutdown not finished after {timeout} s "
+                    f"({len(self._handlers)} connection handler(s) running)",
+                    stacklevel=2,
+                )
             loop.call_soon_threadsafe(loop.stop)
-            self._thread.join(10)
+            self._thread.join(timeout)
 
     async def _shutdown(self) -> None:
         if self._server is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable, Iterator
 from contextlib import aclosing
 
@@ -232,3 +233,17 @@ def test_preparing_builds_no_sdk_client_unless_a_proxy_needs_one(settings, monke
     openai_chat.behind_proxy.cache_clear()
     openai_chat.prepare(Profile(responder="openai"))
     assert len(built) == 1
+
+
+def test_a_fake_model_that_cannot_shut_down_in_time_warns_and_still_stops():
+    """Seen once in CI: the fake's shutdown outlasted its timeout in a test's teardown. That
+    must not fail a test that passed; it is said as a warning, and the fake still stops."""
+    fake = FakeModel().start()
+    loop, thread = fake._loop, fake._thread
+    assert loop is not None
+    assert thread is not None
+    loop.call_soon_threadsafe(time.sleep, 0.5)  # the fake's loop is busy past the timeout
+    with pytest.warns(UserWarning, match="shutdown not finished after 0.1 s"):
+        fake.stop(timeout=0.1)
+    thread.join(5)
+    assert not thread.is_alive()
