@@ -37,9 +37,9 @@ from collections.abc import Iterator
 from django.conf import settings
 
 from calls import realtime
-from calls.ingest import NotStored, Stored, write_batch
+from calls.ingest import MAX_BATCH, NotStored, Stored, write_batch
 from calls.payloads import PayloadError, WebhookEvent, parse_webhook
-from calls.services import IncomingDelivery
+from calls.services import DeliveryOutcome, IncomingDelivery
 from calls.writer_frames import (
     BATCH,
     DUPLICATE,
@@ -57,7 +57,6 @@ from retellhub import metrics
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 64  # as calls/ingest.py
 CHILD_MODULE = "calls.writer_child"
 
 
@@ -93,9 +92,7 @@ def _next_batch(connection: socket.socket, buffer: bytearray) -> list[Request]:
 
 
 def _write(batch: list[Request]) -> bytes:
-    started = time.perf_counter()
-    events = [_parsed(request.body) for request in batch]
-    usable = [(r, event) for r, event in zip(batch, events, strict=True) if event is not None]
+    parsed = [(request, _parsed(request.body)) for request in batch]
     deliveries = [
         IncomingDelivery(
             event=event,
@@ -103,25 +100,29 @@ def _write(batch: list[Request]) -> bytes:
             source_ip=request.source_ip,
             key_fingerprint=request.key_fingerprint,
         )
-        for request, event in usable
+        for request, event in parsed
+        if event is not None
     ]
+    started = time.perf_counter()
     written = write_batch(deliveries) if deliveries else []  # no transaction for nothing
-    outcomes = dict(zip((r.request_id for r, _ in usable), written, strict=True))
-    results = []
-    for request, event in zip(batch, events, strict=True):
-        if event is None:
-            results.append(Result(request.request_id, UNUSABLE, 0, "", ""))
-            continue
-        outcome = outcomes[request.request_id]
-        if isinstance(outcome, Exception):
-            # The parent answers 500 and logs the request; the cause is only known here.
-            logger.error("webhook delivery not stored", exc_info=outcome)
-            status, call_pk = FAILED, 0
-        else:
-            status, call_pk = (STORED if outcome.created else DUPLICATE), outcome.call.pk
-        results.append(Result(request.request_id, status, call_pk, event.event, event.call_id))
     seconds = time.perf_counter() - started
+    outcomes = iter(written)  # in the order of the usable requests
+    results = [
+        Result(request.request_id, UNUSABLE, 0, "", "")
+        if event is None
+        else _result(request, event, next(outcomes))
+        for request, event in parsed
+    ]
     return encode_results(results, written=len(deliveries), seconds=seconds)
+
+
+def _result(request: Request, event: WebhookEvent, outcome: DeliveryOutcome | Exception) -> Result:
+    if isinstance(outcome, Exception):
+        # The parent answers 500 and logs the request; the cause is only known here.
+        logger.error("webhook delivery not stored", exc_info=outcome)
+        return Result(request.request_id, FAILED, 0, event.event, event.call_id)
+    status = STORED if outcome.created else DUPLICATE
+    return Result(request.request_id, status, outcome.call.pk, event.event, event.call_id)
 
 
 def _parsed(body: bytes) -> WebhookEvent | None:
