@@ -101,7 +101,7 @@ def rows_locked(
     with connection.cursor() as cursor, _planned_each_time(connection):
         cursor.execute(_locked_sql(model, key, names, len(values), using), sorted(values))
         rows = cursor.fetchall()
-    return [model.from_db(using, names, _converted(row, converters)) for row in rows]
+    return [model.from_db(using, names, _converted(row, converters, connection)) for row in rows]
 
 
 @contextmanager
@@ -131,44 +131,41 @@ def _planned_each_time(connection: Any) -> Iterator[None]:
 
 # A locked read builds its rows itself rather than through ``Model.objects.raw``: RawQuerySet
 # works out the columns, their fields and their converters again on every query, which took
-# more of the webhook's CPU than reading the rows.
-Converter = Callable[[Any], Any]
+# more of the webhook's CPU than reading the rows. Converters are called as a queryset calls
+# them: (value, expression, connection), the connection being the caller's own.
+Converter = Callable[[Any, Any, Any], Any]
+ColumnConverters = tuple[Any, tuple[Converter, ...]]  # (column expression, converters)
 
 
-def _converted(row: Sequence[Any], converters: Sequence[Converter | None]) -> list[Any]:
-    return [
-        value if convert is None else convert(value)
-        for value, convert in zip(row, converters, strict=True)
-    ]
+def _converted(
+    row: Sequence[Any], columns: Sequence[ColumnConverters], connection: Any
+) -> list[Any]:
+    values = list(row)
+    for index, (column, steps) in enumerate(columns):
+        for step in steps:
+            values[index] = step(values[index], column, connection)
+    return values
 
 
 @cache
 def _converters(
     model: type[Model], names: tuple[str, ...], using: str
-) -> tuple[Converter | None, ...]:
+) -> tuple[ColumnConverters, ...]:
     """Per column, what turns the database's value into the field's (the backend's
     converters, then the field's ``from_db_value``), as a queryset applies them."""
-    connection = connections[using]
-    return tuple(_converter(_field(model, name), connection) for name in names)
-
-
-def _converter(field: Field[Any, Any], connection: Any) -> Converter | None:
-    column = field.get_col(field.model._meta.db_table)
-    steps = [*connection.ops.get_db_converters(column), *column.get_db_converters(connection)]
-    if not steps:
-        return None
-
-    def convert(value: Any) -> Any:
-        for step in steps:
-            value = step(value, column, connection)
-        return value
-
-    return convert
+    ops = connections[using].ops  # its converters read only configuration, alike per thread
+    columns = []
+    for name in names:
+        field = _field(model, name)
+        column = field.get_col(model._meta.db_table)
+        steps = (*ops.get_db_converters(column), *column.get_db_converters(connections[using]))
+        columns.append((column, steps))
+    return tuple(columns)
 
 
 @cache
 def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field[Any, Any], ...]:
-    return tuple(model._meta.get_field(name) for name in names)  # type: ignore[misc]
+    return tuple(_field(model, name) for name in names)
 
 
 @cache
