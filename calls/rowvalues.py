@@ -6,7 +6,7 @@ the backend's adapter), for a value that is nearly always passed through as it i
 webhook batch prepares 30 to 40 values per delivery, and on the 2-core benchmark machine
 this was the writer's largest share of CPU after the database driver.
 
-``save_values`` takes a short cut only where Django's own chain is known to return the
+``values`` takes a short cut only where Django's own chain is known to return the
 value unchanged, or only through the backend's adapter: for fields of exactly these
 classes (a subclass may override any step) and values of exactly these types (``bool`` is
 an ``int``; a lazy string is not a ``str``). Everything else goes through
@@ -16,7 +16,7 @@ for every field the webhook writes, on each database the suite runs against.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from typing import Any
@@ -49,16 +49,10 @@ Prep = Callable[[Any, Any], Any]
 Savers = tuple[tuple[Pre, Prep], ...]
 
 
-def save_values(
-    obj: Model, fields: Sequence[Field[Any, Any]], connection: Any, *, add: bool = False
-) -> list[Any]:
-    """``[field.get_db_prep_save(field.pre_save(obj, add), connection) for field in fields]``."""
-    return values(obj, savers(tuple(fields)), connection, add=add)
-
-
 def values(obj: Model, savers: Savers, connection: Any, *, add: bool = False) -> list[Any]:
-    """``save_values`` with the fields' ``savers`` looked up once by the caller: hashing a
-    field is a Python method call, too slow to repeat for every row."""
+    """``[field.get_db_prep_save(field.pre_save(obj, add), connection) ...]`` for the fields
+    of ``savers(fields)``, which the caller looks up once: hashing a field is a Python method
+    call, too slow to repeat for every row."""
     return [prep(pre(obj, add), connection) for pre, prep in savers]
 
 

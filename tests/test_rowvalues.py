@@ -17,7 +17,7 @@ from django.utils import timezone as django_timezone
 from django.utils.translation import gettext_lazy
 
 from calls.models import Call, CallEvent
-from calls.rowvalues import save_values
+from calls.rowvalues import savers, values
 
 MOMENT = datetime(2026, 11, 27, 12, 30, 5, 123456, tzinfo=UTC)
 
@@ -73,7 +73,7 @@ def test_each_field_prepares_every_sample_as_the_orm_does(
         setattr(obj, field.attname, sample)
         orm = _outcome(lambda o: field.get_db_prep_save(field.pre_save(o, add), connection), obj)
         setattr(obj, field.attname, sample)  # pre_save may have stamped it
-        ours = _outcome(lambda o: save_values(o, [field], connection, add=add)[0], obj)
+        ours = _outcome(lambda o: values(o, savers((field,)), connection, add=add)[0], obj)
         assert ours == orm, f"{field.name} = {sample!r}"
 
 
