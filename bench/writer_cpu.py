@@ -8,9 +8,10 @@ Usage::
 It renders realistic deliveries (bench/webhook_bodies.py: each call sends call_started,
 call_ended, call_analyzed), then parses and writes them in batches of ``--batch`` with
 ``ingest.write_batch``, as a writer process does (calls/writer_process.py), and prints per
-delivery: this process's CPU, PostgreSQL's (its server process for this connection) and
-the wall time. The database is a fresh SQLite file unless ``DATABASE_URL`` is set; a
-PostgreSQL database named there gets thousands of calls, so give it a scratch one.
+delivery: this process's CPU, PostgreSQL's (its processes on this machine, as
+bench/webhook_load.py counts them) and the wall time. The database is a fresh SQLite file
+unless ``DATABASE_URL`` is set; a PostgreSQL database named there gets thousands of
+calls, so give it a scratch one.
 
 Run in the same machine phase, two versions compare far better here than through HTTP
 (bench/webhook_load.py), but this shared machine still drifts by ±20%. For small changes,
@@ -28,7 +29,6 @@ import random
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import bounded
-from bench.cpu import process_cpu_seconds
+from bench.cpu import local_postgresql_cpu_seconds
+from bench.spawn import bench_env
 from bench.webhook_bodies import CALL_ID_SLOT, render_call
 
 
@@ -67,16 +68,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _set_up_django() -> None:
-    workdir = Path(tempfile.mkdtemp(prefix="retellhub-bench-"))
-    defaults = {
-        "DJANGO_SETTINGS_MODULE": "retellhub.settings",
-        "DEBUG": "false",
-        "SECRET_KEY": "bench-secret-key-0123456789-0123456789-0123456789",
-        "RETELL_API_KEY": "key_bench",
-        "LOG_LEVEL": "WARNING",
-        "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite3'}",
-    }
-    for name, value in defaults.items():
+    # The benchmarks' settings (bench/spawn.py): a fresh SQLite file unless DATABASE_URL.
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "retellhub.settings")
+    for name, value in bench_env().items():
         os.environ.setdefault(name, value)
     import django
     from django.core.management import call_command
@@ -101,15 +95,14 @@ def _measure(bodies: list[bytes], *, batch: int, callgrind: bool) -> dict[str, A
 
     write_batch(_deliveries(bodies[:1]))  # connection, caches and statements made
     timed = bodies[1:]
-    database_pid = _database_pid(connection)
-    database_before = process_cpu_seconds(database_pid) if database_pid else None
+    database_before = local_postgresql_cpu_seconds(os.environ)
     _instrument(callgrind, "on")
     cpu_before, wall_before = time.process_time(), time.perf_counter()
     for start in range(0, len(timed), batch):
         write_batch(_deliveries(timed[start : start + batch]))
     cpu, wall = time.process_time() - cpu_before, time.perf_counter() - wall_before
     _instrument(callgrind, "off")
-    database_after = process_cpu_seconds(database_pid) if database_pid else None
+    database_after = local_postgresql_cpu_seconds(os.environ)
     per = 1000 / len(timed)
     report: dict[str, Any] = {
         "database": connection.vendor,
@@ -142,16 +135,6 @@ def _deliveries(bodies: list[bytes]) -> list[Any]:
         )
         for body in bodies
     ]
-
-
-def _database_pid(connection: Any) -> int | None:
-    """PostgreSQL's server process for this connection, if it runs on this machine."""
-    if connection.vendor != "postgresql":
-        return None
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        pid = int(cursor.fetchone()[0])
-    return pid if Path(f"/proc/{pid}").exists() else None
 
 
 def _instrument(callgrind: bool, state: str) -> None:
