@@ -153,3 +153,17 @@ def test_an_api_snapshot_with_the_same_transcript_is_no_gap():
     call = stored_call()
     assert call.transcript_event is not None
     assert call.transcript_event.source == "retell_api"
+
+
+def test_the_merged_call_refers_to_its_events_by_key_not_by_object():
+    # The new event refers to its call; the call holding the event object too would be a
+    # reference cycle, keeping each delivery's parsed body alive until a garbage collection.
+    ended = body("call_ended")
+    outcome = call_event_record(
+        event=parse_webhook(ended), raw_body=ended, source_ip=None, key_fingerprint="k"
+    )
+    call = outcome.call
+    assert call.call_object_event_id == call.transcript_event_id == outcome.event.pk
+    assert not Call._meta.get_field("call_object_event").is_cached(call)
+    assert not Call._meta.get_field("transcript_event").is_cached(call)
+    assert stored_call().call_object_event_id == outcome.event.pk
