@@ -64,10 +64,8 @@ def rows_insert(
     model = type(objs[0])
     row_savers = _insert_savers(model)
     connection = connections[using]
-    params = [value for obj in objs for value in values(obj, row_savers, connection, add=True)]
-    with connection.cursor() as cursor:
-        cursor.execute(_insert_sql(model, len(objs), unless_exists, using), params)
-        returned = cursor.fetchall()
+    rows = [values(obj, row_savers, connection, add=True) for obj in objs]
+    returned = _inserted(connection, model, rows, unless_exists=unless_exists, using=using)
     if unless_exists is None:
         inserted, keys = list(objs), [row[0] for row in returned]
     else:
@@ -79,6 +77,40 @@ def rows_insert(
         obj._state.adding = False
         obj._state.db = using
     return inserted
+
+
+def _inserted(
+    connection: Any,
+    model: type[Model],
+    rows: list[list[Any]],
+    *,
+    unless_exists: str | None,
+    using: str,
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` (their values, in ``_insert_fields`` order); what each returned.
+
+    On PostgreSQL, one single-row statement sent for every row at once (psycopg's
+    ``executemany``, pipelined: one round trip). psycopg converts a statement's ``%s``
+    placeholders once and keeps the result, but not for statements of more than 50
+    parameters: a multi-row INSERT of a batch's calls (38 columns each) or events was
+    converted anew each time, about 0.2 ms on the 2-core benchmark machine. SQLite, whose
+    driver cannot return rows from ``executemany``, gets one multi-row statement.
+    """
+    with connection.cursor() as cursor:
+        if connection.vendor != "postgresql":
+            params = [value for row in rows for value in row]
+            cursor.execute(_insert_sql(model, len(rows), unless_exists, using), params)
+            return cursor.fetchall()
+        driver_cursor = cursor.cursor
+        with connection.wrap_database_errors:  # Django's exceptions, as cursor.execute raises
+            driver_cursor.executemany(
+                _insert_sql(model, 1, unless_exists, using), rows, returning=True
+            )
+            returned: list[tuple[Any, ...]] = []
+            while True:  # one result per row: empty where ON CONFLICT skipped it
+                returned += driver_cursor.fetchall()
+                if not driver_cursor.nextset():
+                    return returned
 
 
 def rows_locked(

@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Model
 from django.db.models.signals import ModelSignal, post_save, pre_save
 from django.utils import timezone
@@ -166,3 +166,25 @@ def test_locked_reads_are_planned_for_the_table_as_it_is_not_prepared() -> None:
         psycopg_connection.prepare_threshold = threshold
     assert not [statement for statement in prepared if "FOR UPDATE" in statement]
     assert [statement for statement in prepared if "LIMIT 1" in statement]  # exists() was
+
+
+def test_insert_of_many_rows_keeps_their_order_and_skips_the_stored_ones() -> None:
+    # More rows than one statement's worth of parameters on PostgreSQL's driver cache
+    # (50): inserted row by row there, in one multi-row statement on SQLite.
+    CallFactory.create(call_id="call_many_07", agent_name="Kept")
+    new = [Call(call_id=f"call_many_{number:02}") for number in range(12)]
+    inserted = rows_insert(new, unless_exists="call_id")
+    expected = [f"call_many_{number:02}" for number in range(12) if number != 7]
+    assert [call.call_id for call in inserted] == expected
+    stored = Call.objects.in_bulk([call.pk for call in inserted])
+    assert [stored[call.pk].call_id for call in inserted] == expected
+    assert len({call.pk for call in inserted}) == 11
+    assert Call.objects.get(call_id="call_many_07").agent_name == "Kept"
+
+
+def test_an_insert_the_database_refuses_raises_djangos_error_and_stores_nothing() -> None:
+    CallFactory.create(call_id="call_taken")
+    new = [Call(call_id="call_free"), Call(call_id="call_taken")]
+    with pytest.raises(IntegrityError), transaction.atomic():
+        rows_insert(new)
+    assert not Call.objects.filter(call_id="call_free").exists()
