@@ -28,6 +28,9 @@ from calls.rowvalues import Savers, savers, values
 
 M = TypeVar("M", bound=Model)
 
+# psycopg's MAX_CACHED_STATEMENT_PARAMS: statements with more are converted on every run.
+PSYCOPG_CACHED_PARAMETERS = 50
+
 
 def rows_update(
     changes: Iterable[tuple[Model, Sequence[str]]], *, using: str = DEFAULT_DB_ALIAS
@@ -42,7 +45,13 @@ def rows_update(
         row_savers = _update_savers(model, names)
         params = [[*values(obj, row_savers, connection), obj.pk] for obj in objs]
         with connection.cursor() as cursor:
-            cursor.executemany(_update_sql(model, names, using), params)
+            sql = _update_sql(model, names, using)
+            # One row, the usual case in a batch, by execute: psycopg's executemany sets up
+            # a pipeline for the rows, twice the client CPU for one (2-core machine).
+            if len(params) == 1:
+                cursor.execute(sql, params[0])
+            else:
+                cursor.executemany(sql, params)
             if cursor.rowcount != len(params):
                 raise DatabaseError(
                     f"{model.__name__} update matched {cursor.rowcount} of {len(params)} rows"
@@ -87,30 +96,25 @@ def _inserted(
     unless_exists: str | None,
     using: str,
 ) -> list[tuple[Any, ...]]:
-    """Insert ``rows`` (their values, in ``_insert_fields`` order); what each returned.
+    """Insert ``rows`` (their values, in ``_insert_fields`` order); what they returned.
 
-    On PostgreSQL, one single-row statement sent for every row at once (psycopg's
-    ``executemany``, pipelined: one round trip). psycopg converts a statement's ``%s``
-    placeholders once and keeps the result, but not for statements of more than 50
-    parameters: a multi-row INSERT of a batch's calls (38 columns each) or events was
-    converted anew each time, about 0.2 ms on the 2-core benchmark machine. SQLite, whose
-    driver cannot return rows from ``executemany``, gets one multi-row statement.
+    Multi-row statements, on PostgreSQL of at most 50 parameters each. psycopg converts a
+    statement's ``%s`` placeholders once and keeps the result, but not for statements of
+    more parameters: a batch's new calls (37 columns each) or events in one statement were
+    converted anew each time, about 0.2 ms of CPU on the 2-core benchmark machine, more
+    than sending a second statement.
     """
+    per_statement = len(rows)
+    if connection.vendor == "postgresql":
+        per_statement = max(1, PSYCOPG_CACHED_PARAMETERS // len(_insert_fields(model)))
+    returned: list[tuple[Any, ...]] = []
     with connection.cursor() as cursor:
-        if connection.vendor != "postgresql":
-            params = [value for row in rows for value in row]
-            cursor.execute(_insert_sql(model, len(rows), unless_exists, using), params)
-            return cursor.fetchall()
-        driver_cursor = cursor.cursor
-        with connection.wrap_database_errors:  # Django's exceptions, as cursor.execute raises
-            driver_cursor.executemany(
-                _insert_sql(model, 1, unless_exists, using), rows, returning=True
-            )
-            returned: list[tuple[Any, ...]] = []
-            while True:  # one result per row: empty where ON CONFLICT skipped it
-                returned += driver_cursor.fetchall()
-                if not driver_cursor.nextset():
-                    return returned
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            params = [value for row in chunk for value in row]
+            cursor.execute(_insert_sql(model, len(chunk), unless_exists, using), params)
+            returned += cursor.fetchall()
+    return returned
 
 
 def rows_locked(

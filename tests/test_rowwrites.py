@@ -169,8 +169,7 @@ def test_locked_reads_are_planned_for_the_table_as_it_is_not_prepared() -> None:
 
 
 def test_insert_of_many_rows_keeps_their_order_and_skips_the_stored_ones() -> None:
-    # More rows than one statement's worth of parameters on PostgreSQL's driver cache
-    # (50): inserted row by row there, in one multi-row statement on SQLite.
+    # On PostgreSQL, in statements of at most 50 parameters: one call each.
     CallFactory.create(call_id="call_many_07", agent_name="Kept")
     new = [Call(call_id=f"call_many_{number:02}") for number in range(12)]
     inserted = rows_insert(new, unless_exists="call_id")
