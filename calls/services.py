@@ -87,7 +87,7 @@ def _as_locked(call: Call) -> Call:
 # at once instead, the webhook's writer made no collection at all in 3,000 deliveries,
 # where it spent about 4% of its CPU collecting before (bench/writer_cpu.py).
 _EVENT_REFERENCES = {
-    name: Call._meta.get_field(name).attname for name in ("call_object_event", "transcript_event")
+    name: getattr(Call, name).field.attname for name in ("call_object_event", "transcript_event")
 }
 
 
