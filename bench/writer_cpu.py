@@ -123,12 +123,12 @@ def _stored_events(run_id: str) -> int:
 
 
 def _deliveries(bodies: list[bytes]) -> list[Any]:
-    from calls.payloads import parse_webhook
+    from calls.payloads import parse_webhook_for_merge
     from calls.services import IncomingDelivery
 
     return [
         IncomingDelivery(
-            event=parse_webhook(body),  # parsed here, as the writer process parses it
+            event=parse_webhook_for_merge(body),  # as the writer process parses it
             raw_body=body,
             source_ip="127.0.0.1",
             key_fingerprint="bench",

@@ -32,7 +32,7 @@ from calls.dbwork import (
     run_db_job_holding_connection,
     submit_db_job,
 )
-from calls.payloads import parse_webhook
+from calls.payloads import parse_webhook_for_merge
 from calls.services import DeliveryOutcome, IncomingDelivery, call_events_record
 from retellhub import metrics
 
@@ -181,7 +181,7 @@ async def store(*, body: bytes, source_ip: str | None, key_fingerprint: str) -> 
         return await process_writer.store(
             body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
         )
-    event = parse_webhook(body)
+    event = parse_webhook_for_merge(body)
     delivery = IncomingDelivery(
         event=event, raw_body=body, source_ip=source_ip, key_fingerprint=key_fingerprint
     )

@@ -9,10 +9,13 @@ cannot fully read is still evidence worth keeping.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
+
+import msgspec
 
 from retellhub import fastjson
 
@@ -29,6 +32,9 @@ class WebhookEvent:
     call_id: str
     call: dict[str, Any]
     payload_key: PayloadKey
+    # False when ``call`` holds only what the merge reads (``parse_webhook_for_merge``):
+    # then it is not the delivery's call object, and must not be kept as its payload.
+    complete: bool = True
 
 
 def parse_webhook(body: bytes) -> WebhookEvent:
@@ -43,6 +49,97 @@ def parse_webhook(body: bytes) -> WebhookEvent:
     if len(call_id) > 128:
         raise PayloadError("'call_id' is longer than 128 characters.")
     return WebhookEvent(event=event, call_id=call_id, call=call, payload_key=key)
+
+
+# --- What the merge reads, without building the rest ---------------------------------------
+# A call object's structured transcript carries every word with its timings: two thirds of
+# a delivery's bytes, and of orjson's time, and then thousands of small objects to free.
+# The webhook's writer reads none of it, only how many turns there are (merge.py), and
+# stores the body as received. msgspec checks the whole document but builds only the
+# fields declared here; keys it is not asked for, and every key of a turn, it skips.
+
+
+class _Turn(msgspec.Struct):
+    """A transcript turn, counted: none of its keys is read."""
+
+
+# The call object's keys ``call_fields`` reads (tests/test_payloads.py checks it is all of
+# them), and the transcript documents, of which only the turns are counted.
+MERGE_KEYS = (
+    "call_id",
+    "agent_id",
+    "agent_version",
+    "agent_name",
+    "call_type",
+    "direction",
+    "from_number",
+    "to_number",
+    "call_status",
+    "start_timestamp",
+    "end_timestamp",
+    "duration_ms",
+    "disconnection_reason",
+    "transcript",
+    "recording_url",
+    "public_log_url",
+    "metadata",
+    "retell_llm_dynamic_variables",
+    "collected_dynamic_variables",
+    "call_analysis",
+    "call_cost",
+    "latency",
+)
+TRANSCRIPT_KEYS = ("transcript_object", "transcript_with_tool_calls")
+_UNSET = msgspec.UNSET
+_MergeCall = msgspec.defstruct(
+    "_MergeCall",
+    [(key, Any, _UNSET) for key in MERGE_KEYS]
+    + [(key, list[_Turn] | None, _UNSET) for key in TRANSCRIPT_KEYS],
+)
+_MergeEnvelope = msgspec.defstruct(
+    "_MergeEnvelope",
+    [
+        ("event", Any, _UNSET),
+        ("call", _MergeCall | None, _UNSET),
+        ("data", _MergeCall | None, _UNSET),
+    ],
+)
+_merge_decoder = msgspec.json.Decoder(_MergeEnvelope)
+
+
+def parse_webhook_for_merge(body: bytes) -> WebhookEvent:
+    """``parse_webhook``, with ``call`` holding only what the merge reads: the keys of
+    ``MERGE_KEYS`` and the transcript documents' turns, each an empty placeholder
+    (``complete`` is False). A body this cannot read as such (not JSON as msgspec reads it,
+    a transcript that is not a list of objects, no usable event) goes to ``parse_webhook``,
+    which returns it whole or raises what it always did.
+    """
+    try:
+        envelope: Any = _merge_decoder.decode(body)
+    except msgspec.DecodeError:  # ValidationError is one too
+        return parse_webhook(body)
+    candidates: tuple[tuple[PayloadKey, Any], ...] = (
+        ("call", envelope.call),
+        ("data", envelope.data),
+    )
+    for key, found in candidates:
+        if found is not None and found is not _UNSET:
+            call = {
+                name: value
+                for name in (*MERGE_KEYS, *TRANSCRIPT_KEYS)
+                if (value := getattr(found, name)) is not _UNSET
+            }
+            return _checked(envelope.event, call, key, body)
+    return parse_webhook(body)
+
+
+def _checked(event: object, call: dict[str, Any], key: PayloadKey, body: bytes) -> WebhookEvent:
+    call_id = call.get("call_id")
+    if isinstance(event, str) and event and isinstance(call_id, str) and 0 < len(call_id) <= 128:
+        return WebhookEvent(
+            event=event, call_id=call_id, call=call, payload_key=key, complete=False
+        )
+    return parse_webhook(body)  # raises the error, worded as always
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
@@ -117,7 +214,7 @@ def _latency_p50(latency: object, name: str) -> float | None:
     return float(p50)
 
 
-def call_fields(call: dict[str, Any]) -> dict[str, Any]:
+def call_fields(call: Mapping[str, Any]) -> dict[str, Any]:
     """Column values for ``Call`` found in ``call``; absent or ill-typed keys are left out."""
     analysis = _dict(call.get("call_analysis")) or {}
     latency = call.get("latency")

@@ -123,10 +123,15 @@ def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> 
     return changed
 
 
-def delivery_observation(*, event: CallEvent) -> Observation:
+def delivery_observation(*, event: CallEvent, call: Mapping[str, Any] | None = None) -> Observation:
     """What one stored delivery's call object says, as the merge reads it (on arrival and on
-    replay). If it is the most advanced, the call will point at ``event``."""
-    call = event.payload
+    replay). If it is the most advanced, the call will point at ``event``.
+
+    ``call`` is the call object as the caller parsed it, if it did (at least what
+    ``parse_webhook_for_merge`` reads); else ``event.payload``.
+    """
+    if call is None:
+        call = event.payload
     return Observation(
         event=event.event,
         fields=transcript_held(call_fields(call), by=event),
@@ -206,7 +211,8 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
         row.body_sha256: row
         for row in rows_insert(list(rows.values()), unless_exists="body_sha256")
     }
-    _merge_events(list(fresh.values()), now=now)
+    calls_read = {digest: d.event.call for d, digest in zip(deliveries, digests, strict=True)}
+    _merge_events([(row, calls_read[digest]) for digest, row in fresh.items()], now=now)
     outcomes = []
     for delivery, digest in zip(deliveries, digests, strict=True):
         call = calls[delivery.event.call_id]
@@ -234,25 +240,27 @@ def _event_row(
         source_ip=delivery.source_ip,
         key_fingerprint=delivery.key_fingerprint,
     )
-    row.remember_payload(delivery.event.call)  # parsed already (parse_webhook): not again
+    if delivery.event.complete:
+        row.remember_payload(delivery.event.call)  # parsed already (parse_webhook): not again
     return row
 
 
-def _merge_events(rows: list[CallEvent], *, now: datetime) -> None:
-    """Merge new events into their (locked) calls in arrival order; save each call once.
+def _merge_events(rows: list[tuple[CallEvent, dict[str, Any]]], *, now: datetime) -> None:
+    """Merge new events, each with its call object as parsed, into their (locked) calls in
+    arrival order; save each call once.
 
     The events are inserted already, so a call can refer to the one whose call object won.
     """
     changed: dict[Call, set[str]] = {}
-    for row in rows:
-        observation = delivery_observation(event=row)
+    for row, call_object in rows:
+        observation = delivery_observation(event=row, call=call_object)
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
     rows_update((call, _merged_columns(names)) for call, names in changed.items())
     calls_broadcast_on_commit(calls=list(changed))  # to the live monitor, once this commits
     # Side effects are outbox rows in this same transaction: they commit with the events
     # or not at all, and the request itself never touches the network (design rule 5).
-    for row in rows:
+    for row, _ in rows:
         outbox_enqueue_for_delivery(call=row.call, event=row)
 
 

@@ -38,7 +38,7 @@ from django.conf import settings
 
 from calls import realtime
 from calls.ingest import MAX_BATCH, NotStored, Stored, write_batch
-from calls.payloads import PayloadError, WebhookEvent, parse_webhook
+from calls.payloads import PayloadError, WebhookEvent, parse_webhook, parse_webhook_for_merge
 from calls.services import DeliveryOutcome, IncomingDelivery
 from calls.writer_frames import (
     BATCH,
@@ -127,7 +127,7 @@ def _result(request: Request, event: WebhookEvent, outcome: DeliveryOutcome | Ex
 
 def _parsed(body: bytes) -> WebhookEvent | None:
     try:
-        return parse_webhook(body)
+        return parse_webhook_for_merge(body)
     except PayloadError:
         return None  # the parent parses it again for the 400's message
 

@@ -1,12 +1,26 @@
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
-from calls.payloads import PayloadError, call_fields, ms_to_datetime, parse_webhook
+from calls.merge import observation_version
+from calls.payloads import (
+    MERGE_KEYS,
+    TRANSCRIPT_KEYS,
+    PayloadError,
+    WebhookEvent,
+    call_fields,
+    ms_to_datetime,
+    parse_webhook,
+    parse_webhook_for_merge,
+)
 from tests import retell
+
+BOTH_PARSERS = pytest.mark.parametrize("parse", [parse_webhook, parse_webhook_for_merge])
 
 
 def test_it_reads_the_current_call_key():
@@ -60,15 +74,17 @@ def test_it_keeps_unknown_event_names():
         ),
     ],
 )
-def test_it_explains_unusable_bodies(body: bytes, message: str):
+@BOTH_PARSERS
+def test_it_explains_unusable_bodies(parse: Any, body: bytes, message: str):
     with pytest.raises(PayloadError) as caught:
-        parse_webhook(body)
+        parse(body)
     assert str(caught.value) == message
 
 
-def test_it_refuses_an_absurdly_long_call_id():
+@BOTH_PARSERS
+def test_it_refuses_an_absurdly_long_call_id(parse: Any):
     with pytest.raises(PayloadError, match="longer than 128"):
-        parse_webhook(retell.compact({"event": "call_ended", "call": {"call_id": "c" * 129}}))
+        parse(retell.compact({"event": "call_ended", "call": {"call_id": "c" * 129}}))
 
 
 def test_it_converts_milliseconds_to_aware_utc():
@@ -108,3 +124,82 @@ def test_it_leaves_out_absent_and_ill_typed_values():
         }
     )
     assert fields == {"user_sentiment": "Neutral"}
+
+
+# --- parse_webhook_for_merge: what the merge reads, the transcript's words not built --------
+
+
+def _as_merged(event: WebhookEvent) -> tuple[Any, ...]:
+    """What the merge takes from a parsed delivery: names, columns, and the version (which
+    counts the transcript's turns); the transcript documents themselves by turn count."""
+    fields = call_fields(event.call)
+    for name in TRANSCRIPT_KEYS:
+        if name in fields:
+            fields[name] = len(fields[name])
+    version = observation_version(event=event.event, call=event.call, body_sha256="")
+    return event.event, event.call_id, event.payload_key, fields, version
+
+
+def _merge_samples() -> list[bytes]:
+    from bench.webhook_bodies import CALL_ID_SLOT, render_call
+
+    rng = random.Random(7)
+    rendered = [body for _ in range(4) for body in render_call(rng, "payloads")]
+    names = [path.stem for path in retell.FIXTURES.glob("*.json")]
+    return [
+        *(body.replace(CALL_ID_SLOT.encode(), b"call_sample") for body in rendered),
+        *(retell.fixture_bytes(name) for name in names),
+    ]
+
+
+@pytest.mark.parametrize("body", _merge_samples())
+def test_the_merge_reads_the_same_from_either_parser(body: bytes):
+    whole, for_merge = parse_webhook(body), parse_webhook_for_merge(body)
+    assert (whole.complete, for_merge.complete) == (True, False)
+    assert _as_merged(for_merge) == _as_merged(whole)
+
+
+class _Recording(dict[str, Any]):
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.add(key)
+        return super().get(key, default)
+
+
+def test_it_declares_every_key_call_fields_reads():
+    # A key call_fields learns to read must be added to MERGE_KEYS, or the writer's merge
+    # would never see it.
+    call = _Recording(parse_webhook(retell.fixture_bytes("call_analyzed")).call)
+    call_fields(call)
+    assert call.read <= {*MERGE_KEYS, *TRANSCRIPT_KEYS}
+    assert call.read >= {"agent_id", "call_analysis", "transcript_object"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"event":"call_ended","call":{"call_id":"c1","metadata":{"x":NaN}}}',
+        b'{"event":"call_ended","call":{"call_id":"c1","agent_name":"\\ud800"}}',
+        b'{"event":"call_ended","call":{"call_id":"c1","transcript_object":"not a list"}}',
+        b'{"event":"call_ended","call":{"call_id":"c1","transcript_object":[1, 2]}}',
+        b'{"event":"call_ended","call":"c1","data":{"call_id":"c1"}}',
+    ],
+)
+def test_what_it_cannot_read_so_is_parsed_whole_as_before(body: bytes):
+    assert parse_webhook_for_merge(body) == parse_webhook(body)
+
+
+def test_it_keeps_numbers_too_long_for_64_bits_exact():
+    big = 123456789012345678901234567890
+    body = retell.compact(
+        {"event": "call_ended", "call": {"call_id": "c1", "metadata": {"n": big}}}
+    )
+    assert parse_webhook_for_merge(body).call["metadata"] == {"n": big}
+
+
+def test_it_reads_the_legacy_data_key_for_the_merge_too():
+    event = parse_webhook_for_merge(retell.fixture_bytes("legacy_data_call_ended"))
+    assert (event.payload_key, event.call_id) == ("data", "call_2f7c1e9a4b3d4e0f8a6b")

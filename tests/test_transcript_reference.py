@@ -12,7 +12,7 @@ from django.db import connection
 
 from calls.llm.records import prior_utterances
 from calls.models import Call, CallEvent
-from calls.payloads import parse_webhook
+from calls.payloads import parse_webhook, parse_webhook_for_merge
 from calls.reconcile import call_snapshot_reconcile
 from calls.selectors import call_transcript_get, live_calls_by_pk, transcript_turns
 from calls.services import call_event_record, call_events_replay, call_socket_observe
@@ -167,3 +167,16 @@ def test_the_merged_call_refers_to_its_events_by_key_not_by_object():
     assert not Call._meta.get_field("call_object_event").is_cached(call)
     assert not Call._meta.get_field("transcript_event").is_cached(call)
     assert stored_call().call_object_event_id == outcome.event.pk
+
+
+def test_a_delivery_parsed_for_the_merge_is_stored_and_read_back_whole():
+    ended = body("call_ended")
+    outcome = call_event_record(
+        event=parse_webhook_for_merge(ended), raw_body=ended, source_ip=None, key_fingerprint="k"
+    )
+    # The merge's partial view is not kept as the event's payload: read from the body.
+    assert outcome.event.payload == parse_webhook(ended).call
+    call = stored_call()
+    assert call.transcript_event_id == outcome.event.pk
+    assert call.transcript_document("transcript_object") == sent(ended, "transcript_object")
+    assert call.transcript == sent(ended, "transcript")
