@@ -234,24 +234,36 @@ def statements(queries: CaptureQueriesContext) -> list[tuple[str, str]]:
     return found
 
 
+def steps(queries: CaptureQueriesContext) -> list[tuple[str, str]]:
+    """``statements``, with a step sent as several statements in a row counted once."""
+    found = statements(queries)
+    return [step for n, step in enumerate(found) if n == 0 or found[n - 1] != step]
+
+
 @pytest.mark.django_db
-def test_a_batch_makes_one_statement_per_step_however_many_deliveries(settings):
+def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     settings.RECORDINGS_CAPTURE = False
     call_ids = [f"call_batch_{n}" for n in range(8)]
     bodies = {call_id: lifecycle_bodies(call_id) for call_id in call_ids}
     started_and_ended = [incoming(bodies[c][i]) for c in call_ids for i in (0, 3)]
     with CaptureQueriesContext(connection) as queries:
         call_events_record(deliveries=started_and_ended)
-    assert statements(queries) == [
+    assert steps(queries) == [
         ("SELECT", "calls_call"),  # lock the calls
         ("INSERT", "calls_call"),  # create the new ones
         ("INSERT", "calls_callevent"),  # store the bodies, skipping those stored before
         ("UPDATE", "calls_call"),  # save the merged calls, pointing at their call objects
     ]
+    # One statement per step, but on PostgreSQL inserts of at most 50 parameters each
+    # (calls/rowwrites.py): 8 calls of 37 columns, 16 events of 11.
+    postgresql = connection.vendor == "postgresql"
+    sent = statements(queries)
+    assert sent.count(("INSERT", "calls_call")) == (8 if postgresql else 1)
+    assert sent.count(("INSERT", "calls_callevent")) == (4 if postgresql else 1)
     analyzed_and_a_repeat = [incoming(bodies[c][4]) for c in call_ids] + started_and_ended[:1]
     with CaptureQueriesContext(connection) as queries:
         call_events_record(deliveries=analyzed_and_a_repeat)
-    assert statements(queries) == [
+    assert steps(queries) == [
         ("SELECT", "calls_call"),
         ("INSERT", "calls_callevent"),
         ("UPDATE", "calls_call"),
