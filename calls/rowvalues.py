@@ -44,6 +44,12 @@ _INTEGERS = frozenset(
     }
 )
 
+# Primary keys a ForeignKey may point at, whose preparation of an int is only the backend's
+# check of it (AutoFieldMixin.get_db_prep_value).
+_AUTO_KEYS = frozenset({models.AutoField, models.BigAutoField, models.SmallAutoField})
+# Distinct addresses remembered per field; webhooks come from a few (Retell's, a proxy's).
+_ADDRESSES_KEPT = 1024
+
 Pre = Callable[[Model, bool], Any]
 Prep = Callable[[Any, Any], Any]
 Savers = tuple[tuple[Pre, Prep], ...]
@@ -77,6 +83,10 @@ def _prep(field: Field[Any, Any]) -> Prep:
         return _integer(field.get_internal_type(), full)
     if kind is models.DateTimeField:
         return _datetime(full)
+    if kind is models.ForeignKey and type(getattr(field, "target_field", None)) in _AUTO_KEYS:
+        return _auto_key(full)
+    if kind is models.GenericIPAddressField:
+        return _ip_address(full)
     return full
 
 
@@ -107,5 +117,36 @@ def _datetime(full: Prep) -> Prep:
         if type(value) is datetime and value.utcoffset() is not None:
             return connection.ops.adapt_datetimefield_value(value)
         return full(value, connection)
+
+    return prep
+
+
+def _auto_key(full: Prep) -> Prep:
+    def prep(value: Any, connection: Any) -> Any:
+        # ForeignKey passes a non-empty value to its target, an auto field: for an int that
+        # is get_prep_value's int() (unchanged) and the backend's check.
+        if type(value) is int:
+            return connection.ops.validate_autopk_value(value)
+        return full(value, connection)
+
+    return prep
+
+
+def _ip_address(full: Prep) -> Prep:
+    """The full preparation, remembered per address and database kind: on PostgreSQL it
+    parses the address into an ``ipaddress`` object (immutable, so shared safely), a tenth
+    of the event row's preparation for the same few addresses over and over."""
+    known: dict[tuple[str, str], Any] = {}
+
+    def prep(value: Any, connection: Any) -> Any:
+        if type(value) is not str:
+            return full(value, connection)
+        key = (value, connection.vendor)
+        if key in known:
+            return known[key]
+        prepared = full(value, connection)  # a refused address raises: nothing kept
+        if len(known) < _ADDRESSES_KEPT:
+            known[key] = prepared
+        return prepared
 
     return prep

@@ -41,6 +41,9 @@ SAMPLES: list[Any] = [
     gettext_lazy("lazy text"),
     [1, "two"],
     {"key": "value"},
+    "127.0.0.1",
+    "::ffff:10.0.0.1",
+    "2001:DB8::1",
 ]
 
 FIELDS = [
@@ -75,6 +78,9 @@ def test_each_field_prepares_every_sample_as_the_orm_does(
         setattr(obj, field.attname, sample)  # pre_save may have stamped it
         ours = _outcome(lambda o: values(o, savers((field,)), connection, add=add)[0], obj)
         assert ours == orm, f"{field.name} = {sample!r}"
+        setattr(obj, field.attname, sample)  # again: what a short cut remembered
+        again = _outcome(lambda o: values(o, savers((field,)), connection, add=add)[0], obj)
+        assert again == orm, f"{field.name} = {sample!r}, second time"
 
 
 @pytest.mark.django_db
@@ -84,6 +90,11 @@ def test_short_cuts_are_taken_for_the_common_columns() -> None:
     from calls.rowvalues import _prep
 
     common = ("agent_id", "transcript", "recording_url", "call_successful", "duration_ms")
-    for name in (*common, "e2e_latency_p50_ms", "started_at"):
-        field = cast(Field[Any, Any], Call._meta.get_field(name))
+    for model, name in [
+        *((Call, name) for name in (*common, "e2e_latency_p50_ms", "started_at")),
+        *((Call, name) for name in ("call_object_event", "transcript_event")),
+        (CallEvent, "call"),
+        (CallEvent, "source_ip"),
+    ]:
+        field = cast(Field[Any, Any], model._meta.get_field(name))
         assert _prep(field) != field.get_db_prep_save, name
