@@ -39,16 +39,24 @@ class WebhookEvent:
 
 def parse_webhook(body: bytes) -> WebhookEvent:
     document = _json_object(body)
-    event = document.get("event")
-    if not isinstance(event, str) or not event:
-        raise PayloadError("Missing 'event': a non-empty string is required.")
+    event = _event_name(document.get("event"))
     call, key = _call_object(document)
+    return WebhookEvent(event=event, call_id=_call_id(call), call=call, payload_key=key)
+
+
+def _event_name(value: object) -> str:
+    if not isinstance(value, str) or not value:
+        raise PayloadError("Missing 'event': a non-empty string is required.")
+    return value
+
+
+def _call_id(call: Mapping[str, Any]) -> str:
     call_id = call.get("call_id")
     if not isinstance(call_id, str) or not call_id:
         raise PayloadError("Missing 'call_id': the call object needs a non-empty string id.")
     if len(call_id) > 128:
         raise PayloadError("'call_id' is longer than 128 characters.")
-    return WebhookEvent(event=event, call_id=call_id, call=call, payload_key=key)
+    return call_id
 
 
 # --- What the merge reads, without building the rest ---------------------------------------
@@ -110,9 +118,9 @@ _merge_decoder = msgspec.json.Decoder(_MergeEnvelope)
 def parse_webhook_for_merge(body: bytes) -> WebhookEvent:
     """``parse_webhook``, with ``call`` holding only what the merge reads: the keys of
     ``MERGE_KEYS`` and the transcript documents' turns, each an empty placeholder
-    (``complete`` is False). A body this cannot read as such (not JSON as msgspec reads it,
-    a transcript that is not a list of objects, no usable event) goes to ``parse_webhook``,
-    which returns it whole or raises what it always did.
+    (``complete`` is False). It refuses what ``parse_webhook`` refuses, in the same words. A
+    body msgspec cannot read as such (NaN, a lone surrogate, a transcript that is not a list
+    of objects) goes to ``parse_webhook``, which returns it whole or refuses it.
     """
     try:
         envelope: Any = _merge_decoder.decode(body)
@@ -129,17 +137,14 @@ def parse_webhook_for_merge(body: bytes) -> WebhookEvent:
                 for name in (*MERGE_KEYS, *TRANSCRIPT_KEYS)
                 if (value := getattr(found, name)) is not _UNSET
             }
-            return _checked(envelope.event, call, key, body)
-    return parse_webhook(body)
-
-
-def _checked(event: object, call: dict[str, Any], key: PayloadKey, body: bytes) -> WebhookEvent:
-    call_id = call.get("call_id")
-    if isinstance(event, str) and event and isinstance(call_id, str) and 0 < len(call_id) <= 128:
-        return WebhookEvent(
-            event=event, call_id=call_id, call=call, payload_key=key, complete=False
-        )
-    return parse_webhook(body)  # raises the error, worded as always
+            return WebhookEvent(
+                event=_event_name(envelope.event),  # checked first, as parse_webhook does
+                call_id=_call_id(call),
+                call=call,
+                payload_key=key,
+                complete=False,
+            )
+    return parse_webhook(body)  # no call object: refused, in parse_webhook's words
 
 
 def _json_object(body: bytes) -> dict[str, Any]:
