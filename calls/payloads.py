@@ -71,48 +71,23 @@ class _Turn(msgspec.Struct):
     """A transcript turn, counted: none of its keys is read."""
 
 
-# The call object's keys ``call_fields`` reads (tests/test_payloads.py checks it is all of
-# them), and the transcript documents, of which only the turns are counted.
-MERGE_KEYS = (
-    "call_id",
-    "agent_id",
-    "agent_version",
-    "agent_name",
-    "call_type",
-    "direction",
-    "from_number",
-    "to_number",
-    "call_status",
-    "start_timestamp",
-    "end_timestamp",
-    "duration_ms",
-    "disconnection_reason",
-    "transcript",
-    "recording_url",
-    "public_log_url",
-    "metadata",
-    "retell_llm_dynamic_variables",
-    "collected_dynamic_variables",
-    "call_analysis",
-    "call_cost",
-    "latency",
-)
+# The transcript documents, of which only the turns are counted. The other keys the merge
+# reads, ``MERGE_KEYS``, are found from ``call_fields`` below.
 TRANSCRIPT_KEYS = ("transcript_object", "transcript_with_tool_calls")
 _UNSET = msgspec.UNSET
-_MergeCall = msgspec.defstruct(
-    "_MergeCall",
-    [(key, Any, _UNSET) for key in MERGE_KEYS]
-    + [(key, list[_Turn] | None, _UNSET) for key in TRANSCRIPT_KEYS],
-)
-_MergeEnvelope = msgspec.defstruct(
-    "_MergeEnvelope",
-    [
-        ("event", Any, _UNSET),
-        ("call", _MergeCall | None, _UNSET),
-        ("data", _MergeCall | None, _UNSET),
-    ],
-)
-_merge_decoder = msgspec.json.Decoder(_MergeEnvelope)
+
+
+def _merge_decoder(keys: tuple[str, ...]) -> msgspec.json.Decoder[Any]:
+    call = msgspec.defstruct(
+        "_MergeCall",
+        [(key, Any, _UNSET) for key in keys]
+        + [(key, list[_Turn] | None, _UNSET) for key in TRANSCRIPT_KEYS],
+    )
+    envelope = msgspec.defstruct(
+        "_MergeEnvelope",
+        [("event", Any, _UNSET), ("call", call | None, _UNSET), ("data", call | None, _UNSET)],
+    )
+    return msgspec.json.Decoder(envelope)
 
 
 def parse_webhook_for_merge(body: bytes) -> WebhookEvent:
@@ -123,7 +98,7 @@ def parse_webhook_for_merge(body: bytes) -> WebhookEvent:
     of objects) goes to ``parse_webhook``, which returns it whole or refuses it.
     """
     try:
-        envelope: Any = _merge_decoder.decode(body)
+        envelope: Any = _MERGE_DECODER.decode(body)
     except msgspec.DecodeError:  # ValidationError is one too
         return parse_webhook(body)
     candidates: tuple[tuple[PayloadKey, Any], ...] = (
@@ -255,3 +230,28 @@ def call_fields(call: Mapping[str, Any]) -> dict[str, Any]:
         "llm_latency_p50_ms": _latency_p50(latency, "llm"),
     }
     return {name: value for name, value in fields.items() if value is not None}
+
+
+class _KeysRead(dict[str, Any]):
+    """An empty call object that notes the keys looked up in it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: list[str] = []
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.read.append(key)
+        return default
+
+
+def _keys_call_fields_reads() -> tuple[str, ...]:
+    # Found by running it rather than listed again, so a key it learns to read is one the
+    # merge's parse declares. It looks every key up whatever the others hold (the tests
+    # check that on a full call object too).
+    call = _KeysRead()
+    call_fields(call)
+    return ("call_id", *(key for key in call.read if key not in TRANSCRIPT_KEYS))
+
+
+MERGE_KEYS = _keys_call_fields_reads()
+_MERGE_DECODER = _merge_decoder(MERGE_KEYS)

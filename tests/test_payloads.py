@@ -170,8 +170,8 @@ class _Recording(dict[str, Any]):
 
 
 def test_it_declares_every_key_call_fields_reads():
-    # A key call_fields learns to read must be added to MERGE_KEYS, or the writer's merge
-    # would never see it.
+    # MERGE_KEYS is what call_fields looks up in an empty call object. A key it read only
+    # when another is present would be missing there, and the writer's merge never see it.
     call = _Recording(parse_webhook(retell.fixture_bytes("call_analyzed")).call)
     call_fields(call)
     assert call.read <= {*MERGE_KEYS, *TRANSCRIPT_KEYS}
