@@ -54,11 +54,31 @@ def test_webhook_load_reads_its_limits_as_numbers() -> None:
     assert (args.concurrency, args.timeout, args.requests) == (64, 2.0, 3000)
 
 
-@pytest.mark.parametrize("argv", [["--batch", "0"], ["--batch", "65"], ["--deliveries", "0"]])
+@pytest.mark.parametrize(
+    "argv", [["--batch", "0"], ["--batch", "65"], ["--deliveries", "0"], ["--interleave", "0"]]
+)
 def test_writer_cpu_refuses_numbers_it_cannot_run(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         writer_cpu.parse_args(argv)
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("calls", [1, 16])
+def test_writer_cpu_interleaves_calls_each_in_lifecycle_order(calls: int) -> None:
+    bodies = writer_cpu._bodies(60, seed=3, run_id="interleave", calls=calls)
+    events: dict[str, list[str]] = {}
+    for body in bodies:
+        document = json.loads(body)
+        events.setdefault(document["call"]["call_id"], []).append(document["event"])
+    assert len(bodies) == 60
+    lifecycle = ["call_started", "call_ended", "call_analyzed"]
+    assert all(sent == lifecycle[: len(sent)] for sent in events.values())
+    first_six = {json.loads(body)["call"]["call_id"] for body in bodies[:6]}
+    if calls == 1:  # one call's three deliveries in a row, then the next call's
+        assert (len(first_six), len(events)) == (2, 20)
+    else:  # mostly different calls side by side; some still in progress at the end
+        assert len(first_six) >= 4
+        assert len(events) > 20
 
 
 def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_cost() -> None:
@@ -76,6 +96,7 @@ def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_co
     )
     report = json.loads(finished.stdout)
     assert (report["database"], report["batch"], report["deliveries"]) == ("sqlite", 4, 12)
+    assert report["interleave"] == 16
     assert report["stored_events"] == 13  # the timed ones and the first, untimed
     assert report["writer_cpu_ms_per_delivery"] > 0
     assert report["wall_ms_per_delivery"] > 0
