@@ -125,6 +125,11 @@ def _sqlite_synchronous() -> str:
     return env_choice("SQLITE_SYNCHRONOUS", "FULL", SQLITE_SYNCHRONOUS_MODES)
 
 
+# Django's SQLite backend, keeping its placeholder rewriting per statement
+# (retellhub/sqlite3/base.py).
+SQLITE_ENGINE = "retellhub.sqlite3"
+
+
 def _database(url: str) -> dict[str, Any]:
     config: dict[str, Any] = dict(
         dj_database_url.parse(
@@ -134,6 +139,7 @@ def _database(url: str) -> dict[str, Any]:
         )
     )
     if config["ENGINE"] == "django.db.backends.sqlite3":
+        config["ENGINE"] = SQLITE_ENGINE
         config["OPTIONS"] = {
             # IMMEDIATE takes the write lock at BEGIN, so concurrent writers wait on
             # busy_timeout instead of failing with "database is locked" when a read
@@ -245,7 +251,7 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0)
 # made smaller batches, each paying its own statements and commit: at 16 concurrent
 # deliveries on the 2-core machine, 4 threads cost 1.2 ms of server CPU per delivery and
 # 1.0 ms of PostgreSQL CPU, against 0.9 and 0.8 with 2 threads, and answered fewer.
-_SQLITE = DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3"
+_SQLITE = DATABASES["default"]["ENGINE"] == SQLITE_ENGINE
 DB_WORKER_THREADS = env_int("DB_WORKER_THREADS", 1 if _SQLITE else 2)
 # Where the webhook's batches are written under ASGI: "process", a child process of each
 # server process (calls/writer_process.py), or "thread", the database threads above. The

@@ -51,7 +51,7 @@ def test_production_without_retell_key_stops_with_a_clear_message():
 def test_production_reads_a_comma_separated_key_list():
     result = load_settings(DEBUG="false", SECRET_KEY="s" * 50, RETELL_API_KEY="key_a, key_b")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['key_a', 'key_b'] django.db.backends.sqlite3"
+    assert result.stdout.strip() == "['key_a', 'key_b'] retellhub.sqlite3"
 
 
 def test_secrets_can_come_from_files(tmp_path):
@@ -65,7 +65,7 @@ def test_secrets_can_come_from_files(tmp_path):
 def test_development_defaults_need_no_variables():
     result = load_settings(DEBUG="true")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "['key_retellhub_dev'] django.db.backends.sqlite3"
+    assert result.stdout.strip() == "['key_retellhub_dev'] retellhub.sqlite3"
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_env_str_reads_a_blank_value_as_unset(monkeypatch):
 def test_a_blank_database_url_means_the_embedded_sqlite_default():
     result = load_settings(DEBUG="true", DATABASE_URL="")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.split()[-1] == "django.db.backends.sqlite3"
+    assert result.stdout.split()[-1] == "retellhub.sqlite3"
 
 
 def test_env_list_drops_blanks(monkeypatch):

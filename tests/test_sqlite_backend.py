@@ -1,0 +1,62 @@
+"""retellhub/sqlite3: Django's SQLite backend, keeping its placeholder rewriting."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.db.backends.sqlite3.base import SQLiteCursorWrapper as DjangoCursor
+
+from calls.models import Call
+from retellhub.sqlite3 import base
+
+pytestmark = pytest.mark.django_db
+
+STATEMENTS = [
+    "SELECT %s",
+    "UPDATE t SET a = %s, b = %s WHERE c LIKE '100%%' AND d = %s",
+    "SELECT '%%s', %s",  # an escaped %s stays literal
+    "SELECT 1",
+]
+
+
+@pytest.fixture(autouse=True)
+def sqlite_only() -> None:
+    if connection.vendor != "sqlite":
+        pytest.skip("the SQLite backend: runs on the embedded default (the CI's first pass)")
+
+
+@pytest.mark.parametrize("statement", STATEMENTS)
+def test_statements_are_rewritten_as_djangos_backend_rewrites_them(statement: str) -> None:
+    with connection.cursor() as wrapped:
+        cursor = wrapped.cursor
+        assert isinstance(cursor, base.SQLiteCursorWrapper)
+        djangos = DjangoCursor.convert_query(cursor, statement)  # type: ignore[attr-defined]
+        assert cursor.convert_query(statement) == djangos  # rewritten, then remembered
+        assert cursor.convert_query(statement) == djangos
+
+
+def test_a_repeated_statement_is_rewritten_once_and_long_ones_every_time() -> None:
+    statement = "SELECT %s, %s -- test_sqlite_backend"
+    long_statement = "SELECT %s" + " " * base.CACHED_LENGTH
+    with connection.cursor() as wrapped:
+        cursor = wrapped.cursor
+        before = base._qmark.cache_info()
+        for _ in range(3):
+            assert cursor.convert_query(statement) == "SELECT ?, ? -- test_sqlite_backend"
+            assert cursor.convert_query(long_statement).startswith("SELECT ? ")
+        after = base._qmark.cache_info()
+    assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
+
+
+def test_named_parameters_keep_djangos_rewriting() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT %(first)s || %(second)s", {"first": "a", "second": "b"})
+        assert cursor.fetchone() == ("ab",)
+
+
+def test_the_orm_and_raw_statements_work_through_it() -> None:
+    Call.objects.create(call_id="call_backend", agent_name="100% sure")
+    assert Call.objects.filter(agent_name__contains="100%").get().call_id == "call_backend"
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT call_id FROM calls_call WHERE agent_name LIKE %s", ["100%%"])
+        assert cursor.fetchone() == ("call_backend",)
