@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as fixed_zone
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
 import pytest
 from django.db import connection
 from django.db.backends.sqlite3.base import SQLiteCursorWrapper as DjangoCursor
+from django.db.backends.sqlite3.operations import DatabaseOperations as DjangoOperations
+from django.test import override_settings
+from django.utils import timezone
 
 from calls.models import Call
 from retellhub.sqlite3 import base
@@ -60,3 +69,39 @@ def test_the_orm_and_raw_statements_work_through_it() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT call_id FROM calls_call WHERE agent_name LIKE %s", ["100%%"])
         assert cursor.fetchone() == ("call_backend",)
+
+
+DATETIMES = [
+    datetime(2026, 11, 27, 18, 30, 5, 123456, tzinfo=UTC),
+    datetime(2026, 3, 29, 1, 30, tzinfo=ZoneInfo("Europe/Berlin")),  # the DST change
+    datetime(2026, 1, 1, tzinfo=fixed_zone(timedelta(hours=-5, minutes=-30))),
+    datetime(2026, 1, 1, 12, 0, tzinfo=UTC).replace(tzinfo=None),  # naive
+    None,
+]
+
+
+@pytest.mark.parametrize("zone", [UTC, ZoneInfo("America/Sao_Paulo"), None])
+@pytest.mark.parametrize("value", DATETIMES)
+def test_datetimes_are_adapted_as_djangos_backend_adapts_them(value: Any, zone: object):
+    # ``zone`` is the connection's time zone; None is what Django has when USE_TZ is off.
+    fake: Any = SimpleNamespace(timezone=zone)
+    ours, djangos = base.DatabaseOperations(fake), DjangoOperations(fake)
+    aware = isinstance(value, datetime) and value.utcoffset() is not None
+    if zone is None and aware:
+        with pytest.raises(ValueError, match="USE_TZ"), override_use_tz(False):
+            ours.adapt_datetimefield_value(value)
+        return
+    with override_use_tz(zone is not None):
+        assert ours.adapt_datetimefield_value(value) == djangos.adapt_datetimefield_value(value)
+
+
+def override_use_tz(enabled: bool) -> override_settings:
+    return override_settings(USE_TZ=enabled)
+
+
+def test_the_connection_uses_these_operations_and_round_trips_a_datetime() -> None:
+    assert isinstance(connection.ops, base.DatabaseOperations)
+    moment = timezone.now().replace(microsecond=654321)
+    call = Call.objects.create(call_id="call_moment", started_at=moment)
+    assert Call.objects.get(pk=call.pk).started_at == moment
+    assert Call.objects.filter(started_at__gte=moment).count() == 1
