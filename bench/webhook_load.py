@@ -286,6 +286,7 @@ def _format_text(report: Json) -> str:
             f"errors        connection {report['connection_errors']}, timeout {report['timeouts']}",
             f"reconnects    {report['reconnects']}",
             f"body size     {report['mean_body_kb']:.2f} KB mean",
+            f"client        CPU {_ms(report['client_cpu_ms_per_response'])} ms per response",
             *_server_lines(report),
         )
     )
@@ -362,16 +363,18 @@ async def _main(args: argparse.Namespace, server: SpawnedServer | None = None) -
         cpu_before = server.cpu_seconds() if server else None
         # PostgreSQL's own share, when the spawned server uses one on this machine.
         db_before = local_postgresql_cpu_seconds(os.environ) if server else None
-        began = time.perf_counter()
+        began, client_cpu_before = time.perf_counter(), time.process_time()
         duration_deadline = None if args.duration is None else began + args.duration
         deadline = min(hard_deadline, duration_deadline or hard_deadline)
         tally, budget = await _run_phase(workers, args.requests, deadline)
         elapsed = time.perf_counter() - began
+        client_cpu = time.process_time() - client_cpu_before
         tally.reconnects = sum(conn.connects for conn in conns) - dials_before
     finally:
         for conn in conns:
             conn.close()
     report = _report(args, tally, elapsed, _stop_reason(budget, duration_deadline), run_id)
+    report["client_cpu_ms_per_response"] = _per_response(0.0, client_cpu, tally)
     if server is not None:
         report["server"] = server.kind
         report["server_cpu_ms_per_response"] = _per_response(

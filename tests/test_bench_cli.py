@@ -12,7 +12,9 @@ import pytest
 
 from bench import socket_load, webhook_load, writer_cpu
 from bench._common import bounded
-from tests.servers import ROOT
+from calls.models import CallEvent
+from tests import retell
+from tests.servers import ROOT, RunningServer
 
 
 def test_bounded_keeps_the_type_and_its_limits() -> None:
@@ -101,3 +103,29 @@ def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_co
     assert report["writer_cpu_ms_per_delivery"] > 0
     assert report["wall_ms_per_delivery"] > 0
     assert "database_cpu_ms_per_delivery" not in report  # SQLite runs in this process
+
+
+@pytest.mark.django_db(transaction=True)
+def test_webhook_load_stores_every_delivery_and_reports_its_own_cost(
+    asgi_server: RunningServer,
+) -> None:
+    finished = subprocess.run(  # noqa: S603 - our own interpreter and script
+        [
+            sys.executable,
+            "bench/webhook_load.py",
+            *("--url", asgi_server.url, "--api-key", retell.TEST_KEYS[0]),
+            *("--concurrency", "4", "--requests", "30", "--warmup", "3"),
+            *("--run-id", "clientcheck", "--json"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    report = json.loads(finished.stdout)
+    assert report["status_counts"] == {"200": 30}
+    assert report["responses"] == 30
+    assert report["client_cpu_ms_per_response"] > 0
+    stored = CallEvent.objects.filter(call__call_id__startswith="call_bench_clientcheck_")
+    assert stored.count() == 33  # the warm-up's too
