@@ -18,7 +18,7 @@ from django.utils import timezone
 from calls.models import Call
 from retellhub.sqlite3 import base
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db  # the datetime comparison needs none, the rest SQLite
 
 STATEMENTS = [
     "SELECT %s",
@@ -28,12 +28,13 @@ STATEMENTS = [
 ]
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def sqlite_only() -> None:
     if connection.vendor != "sqlite":
         pytest.skip("the SQLite backend: runs on the embedded default (the CI's first pass)")
 
 
+@pytest.mark.usefixtures("sqlite_only")
 @pytest.mark.parametrize("statement", STATEMENTS)
 def test_statements_are_rewritten_as_djangos_backend_rewrites_them(statement: str) -> None:
     with connection.cursor() as wrapped:
@@ -44,6 +45,7 @@ def test_statements_are_rewritten_as_djangos_backend_rewrites_them(statement: st
         assert cursor.convert_query(statement) == djangos
 
 
+@pytest.mark.usefixtures("sqlite_only")
 def test_a_repeated_statement_is_rewritten_once_and_long_ones_every_time() -> None:
     statement = "SELECT %s, %s -- test_sqlite_backend"
     long_statement = "SELECT %s" + " " * base.CACHED_LENGTH
@@ -57,12 +59,14 @@ def test_a_repeated_statement_is_rewritten_once_and_long_ones_every_time() -> No
     assert (after.misses - before.misses, after.hits - before.hits) == (1, 2)
 
 
+@pytest.mark.usefixtures("sqlite_only")
 def test_named_parameters_keep_djangos_rewriting() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT %(first)s || %(second)s", {"first": "a", "second": "b"})
         assert cursor.fetchone() == ("ab",)
 
 
+@pytest.mark.usefixtures("sqlite_only")
 def test_the_orm_and_raw_statements_work_through_it() -> None:
     Call.objects.create(call_id="call_backend", agent_name="100% sure")
     assert Call.objects.filter(agent_name__contains="100%").get().call_id == "call_backend"
@@ -99,6 +103,7 @@ def override_use_tz(enabled: bool) -> override_settings:
     return override_settings(USE_TZ=enabled)
 
 
+@pytest.mark.usefixtures("sqlite_only")
 def test_the_connection_uses_these_operations_and_round_trips_a_datetime() -> None:
     assert isinstance(connection.ops, base.DatabaseOperations)
     moment = timezone.now().replace(microsecond=654321)
