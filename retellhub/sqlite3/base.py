@@ -3,13 +3,13 @@
 The writer is the SQLite deployment's bottleneck (one process writes), and it runs the
 same few statements for every batch.
 
-Placeholders: Django writes statements with ``%s`` placeholders; Python's sqlite3 wants ``?``, so
-Django's backend rewrites every statement with a regular expression before each run.
-The webhook's writer runs the same few statements for every batch, with hundreds of
-placeholders between them (a new call's row has 37 columns): under callgrind the rewriting
-was 5% of the instructions the SQLite writer spent per delivery
-(bench/writer_cpu.py --callgrind), for a result that never changes. Here the rewritten
-text is kept, per statement text, for statements up to ``CACHED_LENGTH`` characters.
+Placeholders: Django writes statements with ``%s`` placeholders; Python's sqlite3 wants
+``?``, so Django's backend rewrites every statement with a regular expression before each
+run. The writer's statements have hundreds of placeholders between them (a new call's row
+has 37 columns): under callgrind the rewriting was 5% of the instructions the SQLite
+writer spent per delivery (bench/writer_cpu.py --callgrind), for a result that never
+changes. Here the rewritten text is kept, per statement text, for statements up to
+``CACHED_LENGTH`` characters.
 
 Datetimes: ``DatabaseOperations.adapt_datetimefield_value`` gives Django's result for an
 aware datetime with fewer steps (about 1.7% of those instructions).
