@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -83,12 +84,10 @@ def test_writer_cpu_interleaves_calls_each_in_lifecycle_order(calls: int) -> Non
         assert len(events) > 20
 
 
-def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_cost() -> None:
-    # Without DATABASE_URL it must not touch the configured database: a fresh SQLite file.
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
+def bench_report(argv: list[str], *, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a benchmark script with this interpreter; its ``--json`` report."""
     finished = subprocess.run(  # noqa: S603 - our own interpreter and script
-        [sys.executable, "bench/writer_cpu.py", "--deliveries", "12", "--batch", "4", "--json"],
+        [sys.executable, *argv],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -96,7 +95,17 @@ def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_co
         check=True,
         timeout=120,
     )
-    report = json.loads(finished.stdout)
+    report: dict[str, Any] = json.loads(finished.stdout)
+    return report
+
+
+def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_cost() -> None:
+    # Without DATABASE_URL it must not touch the configured database: a fresh SQLite file.
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    report = bench_report(
+        ["bench/writer_cpu.py", "--deliveries", "12", "--batch", "4", "--json"], env=env
+    )
     assert (report["database"], report["batch"], report["deliveries"]) == ("sqlite", 4, 12)
     assert report["interleave"] == 16
     assert report["stored_events"] == 13  # the timed ones and the first, untimed
@@ -109,21 +118,14 @@ def test_writer_cpu_stores_every_delivery_in_a_fresh_database_and_reports_its_co
 def test_webhook_load_stores_every_delivery_and_reports_its_own_cost(
     asgi_server: RunningServer,
 ) -> None:
-    finished = subprocess.run(  # noqa: S603 - our own interpreter and script
+    report = bench_report(
         [
-            sys.executable,
             "bench/webhook_load.py",
             *("--url", asgi_server.url, "--api-key", retell.TEST_KEYS[0]),
             *("--concurrency", "4", "--requests", "30", "--warmup", "3"),
             *("--run-id", "clientcheck", "--json"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
+        ]
     )
-    report = json.loads(finished.stdout)
     assert report["status_counts"] == {"200": 30}
     assert report["responses"] == 30
     assert report["client_cpu_ms_per_response"] > 0
