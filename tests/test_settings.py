@@ -11,6 +11,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from retellhub import env
+from retellhub.databases import database_config
 from tests.servers import ROOT
 
 
@@ -153,13 +154,11 @@ def test_an_unknown_sqlite_synchronous_mode_stops_start_up(tmp_path: Any) -> Non
 def test_postgresql_binds_parameters_on_the_server_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch, value: str | None, expected: bool
 ) -> None:
-    from retellhub import settings
-
     if value is None:
         monkeypatch.delenv("DATABASE_SERVER_SIDE_BINDING", raising=False)
     else:
         monkeypatch.setenv("DATABASE_SERVER_SIDE_BINDING", value)
-    config = settings._database("postgres://u:p@db.example:5432/app?sslmode=require")
+    config = database_config("postgres://u:p@db.example:5432/app?sslmode=require", test_dir=ROOT)
     assert config["OPTIONS"]["server_side_binding"] is expected
     assert config["OPTIONS"]["sslmode"] == "require"  # options from the URL are kept
     assert "pool" in config["OPTIONS"]
@@ -177,12 +176,10 @@ def test_postgresql_binds_parameters_on_the_server_unless_told_otherwise(
 def test_postgresql_prepares_repeated_statements_where_connections_keep_them(
     monkeypatch: pytest.MonkeyPatch, pool: str | None, prepared: str | None, threshold: int | None
 ) -> None:
-    from retellhub import settings
-
     for name, value in (("DATABASE_POOL", pool), ("DATABASE_PREPARED_STATEMENTS", prepared)):
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    config = settings._database("postgres://u:p@db.example:5432/app")
+    config = database_config("postgres://u:p@db.example:5432/app", test_dir=ROOT)
     assert config["OPTIONS"].get("prepare_threshold") == threshold

@@ -14,7 +14,7 @@ changes. Here the rewritten text is kept, per statement text, for statements up 
 Datetimes: ``DatabaseOperations.adapt_datetimefield_value`` gives Django's result for an
 aware datetime with fewer steps (about 1.7% of those instructions).
 
-Everything else is Django's own backend (settings.py selects this one for SQLite).
+Everything else is Django's own backend (retellhub/databases.py selects this one for SQLite).
 """
 
 from __future__ import annotations
