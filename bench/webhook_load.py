@@ -41,16 +41,15 @@ import re
 import sys
 import time
 import uuid
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):
     # Run as `python bench/webhook_load.py`: make the `bench` package importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import HttpConnection, RetellSigner, Target, bounded, parse_target, summarize_ms
+from bench._common import HttpConnection, RetellSigner, Target, bounded, parse_target
 from bench.cpu import local_postgresql_cpu_seconds
 from bench.spawn import SERVER_KINDS, SpawnedServer, spawned_server
 from bench.webhook_bodies import (
@@ -60,12 +59,11 @@ from bench.webhook_bodies import (
     PAYLOAD_KEYS,
     render_call,
 )
+from bench.webhook_report import Tally, format_text, per_response, report
 
 HARD_CAP_SECONDS = 600.0
 MAX_TEMPLATES = 1000  # distinct call bodies kept in memory (~36 MB); reused beyond that
 BACKOFF_SECONDS = 0.05  # after a failed request, so a dead server does not cause a hot loop
-
-Json = dict[str, Any]
 
 # ---------------------------------------------------------------- workload
 
@@ -108,16 +106,6 @@ class Budget:
 
     def record(self, answered: bool) -> None:
         self.failures_in_a_row = 0 if answered else self.failures_in_a_row + 1
-
-
-@dataclass
-class Tally:
-    latencies_ns: list[int] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    connection_errors: int = 0
-    timeouts: int = 0
-    reconnects: int = 0  # a keep-alive-friendly server keeps this at 0
-    body_bytes: int = 0
 
 
 class Worker:
@@ -169,7 +157,7 @@ async def _run_phase(workers: list[Worker], limit: int, deadline: float) -> tupl
     return tally, budget
 
 
-# ---------------------------------------------------------------- CLI / report
+# ---------------------------------------------------------------- command line
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -246,73 +234,6 @@ def _stop_reason(budget: Budget, duration_deadline: float | None) -> str:
     return "hard-cap"
 
 
-def _report(
-    args: argparse.Namespace, tally: Tally, elapsed: float, stopped_by: str, run_id: str
-) -> Json:
-    targets: list[Target] = args.targets
-    responses = len(tally.latencies_ns)
-    sent = responses + tally.connection_errors + tally.timeouts
-    return {
-        "target": ", ".join(target.url(args.path) for target in targets),
-        "run_id": run_id,
-        "concurrency": args.concurrency,
-        "requests": sent,
-        "responses": responses,
-        "warmup": args.warmup,
-        "elapsed_s": round(elapsed, 3),
-        "requests_per_s": round(responses / elapsed, 1) if elapsed > 0 else 0.0,
-        "latency_ms": summarize_ms(tally.latencies_ns),
-        "status_counts": {str(code): n for code, n in sorted(tally.statuses.items())},
-        "connection_errors": tally.connection_errors,
-        "timeouts": tally.timeouts,
-        "reconnects": tally.reconnects,
-        "mean_body_kb": round(tally.body_bytes / sent / 1024, 2) if sent else 0.0,
-        "stopped_by": stopped_by,
-    }
-
-
-def _format_text(report: Json) -> str:
-    lat = report["latency_ms"]
-    statuses = ", ".join(f"{code}: {n}" for code, n in report["status_counts"].items())
-    return "\n".join(
-        (
-            f"target        {report['target']}  (run {report['run_id']})",
-            f"concurrency   {report['concurrency']}",
-            f"requests      {report['requests']}  (+{report['warmup']} warmup, not counted)",
-            f"elapsed       {report['elapsed_s']:.2f} s  (stopped by {report['stopped_by']})",
-            f"throughput    {report['requests_per_s']:.1f} req/s",
-            "latency ms    " + "  ".join(f"{k} {_ms(v)}" for k, v in lat.items()),
-            f"status        {statuses or '-'}",
-            f"errors        connection {report['connection_errors']}, timeout {report['timeouts']}",
-            f"reconnects    {report['reconnects']}",
-            f"body size     {report['mean_body_kb']:.2f} KB mean",
-            f"client        CPU {_ms(report['client_cpu_ms_per_response'])} ms per response",
-            *_server_lines(report),
-        )
-    )
-
-
-def _server_lines(report: Json) -> list[str]:
-    if "server" not in report:
-        return []
-    cpu = report["server_cpu_ms_per_response"]
-    lines = [f"server        {report['server']}, CPU {_ms(cpu)} ms per response"]
-    database = report.get("database_cpu_ms_per_response")
-    if database is not None:
-        lines.append(f"database      PostgreSQL here, CPU {_ms(database)} ms per response")
-    return lines
-
-
-def _per_response(before: float | None, after: float | None, tally: Tally) -> float | None:
-    if before is None or after is None or not tally.latencies_ns:
-        return None
-    return round((after - before) * 1000 / len(tally.latencies_ns), 3)
-
-
-def _ms(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
 async def _reachable(conn: HttpConnection) -> str | None:
     """None if a TCP connection can be opened, else the reason."""
     try:
@@ -368,22 +289,20 @@ async def _main(args: argparse.Namespace, server: SpawnedServer | None = None) -
         deadline = min(hard_deadline, duration_deadline or hard_deadline)
         tally, budget = await _run_phase(workers, args.requests, deadline)
         elapsed = time.perf_counter() - began
-        client_cpu = time.process_time() - client_cpu_before
+        client_cpu_after = time.process_time()
         tally.reconnects = sum(conn.connects for conn in conns) - dials_before
     finally:
         for conn in conns:
             conn.close()
-    report = _report(args, tally, elapsed, _stop_reason(budget, duration_deadline), run_id)
-    report["client_cpu_ms_per_response"] = _per_response(0.0, client_cpu, tally)
+    result = report(args, tally, elapsed, _stop_reason(budget, duration_deadline), run_id)
+    result["client_cpu_ms_per_response"] = per_response(client_cpu_before, client_cpu_after, tally)
     if server is not None:
-        report["server"] = server.kind
-        report["server_cpu_ms_per_response"] = _per_response(
-            cpu_before, server.cpu_seconds(), tally
-        )
-        report["database_cpu_ms_per_response"] = _per_response(
+        result["server"] = server.kind
+        result["server_cpu_ms_per_response"] = per_response(cpu_before, server.cpu_seconds(), tally)
+        result["database_cpu_ms_per_response"] = per_response(
             db_before, local_postgresql_cpu_seconds(os.environ), tally
         )
-    print(json.dumps(report) if args.json else _format_text(report))
+    print(json.dumps(result) if args.json else format_text(result))
     return 0
 
 
