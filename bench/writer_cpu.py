@@ -28,6 +28,7 @@ callgrind reports divided by ``--deliveries`` repeat to about 0.1%.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -96,12 +97,10 @@ def _bodies(count: int, *, seed: int, run_id: str, calls: int) -> list[bytes]:
     next delivery of a call picked at random, and a call that has sent its last is
     replaced by a new one."""
     rng = random.Random(seed)
-    rendered = 0
+    numbers = itertools.count()
 
     def new_call() -> list[bytes]:
-        nonlocal rendered
-        call_id = f"call_writer_{run_id}_{rendered}".encode()
-        rendered += 1
+        call_id = f"call_writer_{run_id}_{next(numbers)}".encode()
         return [b.replace(CALL_ID_SLOT.encode(), call_id) for b in render_call(rng, run_id)]
 
     in_progress = [new_call() for _ in range(calls)]
