@@ -92,15 +92,11 @@ def test_datetimes_are_adapted_as_djangos_backend_adapts_them(value: Any, zone: 
     ours, djangos = base.DatabaseOperations(fake), DjangoOperations(fake)
     aware = isinstance(value, datetime) and value.utcoffset() is not None
     if zone is None and aware:
-        with pytest.raises(ValueError, match="USE_TZ"), override_use_tz(False):
+        with pytest.raises(ValueError, match="USE_TZ"), override_settings(USE_TZ=False):
             ours.adapt_datetimefield_value(value)
         return
-    with override_use_tz(zone is not None):
+    with override_settings(USE_TZ=zone is not None):
         assert ours.adapt_datetimefield_value(value) == djangos.adapt_datetimefield_value(value)
-
-
-def override_use_tz(enabled: bool) -> override_settings:
-    return override_settings(USE_TZ=enabled)
 
 
 @pytest.mark.usefixtures("sqlite_only")
