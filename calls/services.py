@@ -19,7 +19,7 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
-from calls.rowwrites import rows_insert, rows_locked, rows_update
+from calls.rowwrites import rows_insert, rows_locked, rows_update, shared_cursor
 from notifications.services import outbox_enqueue_for_delivery
 
 
@@ -189,7 +189,6 @@ def call_event_record(
     return call_events_record(deliveries=[delivery])[0]
 
 
-@transaction.atomic
 def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
     """Store verified deliveries and merge each into its call, all in one transaction.
 
@@ -198,6 +197,11 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
     per delivery (lock the calls, look for duplicates, insert the events); each call is
     then saved once with everything merged into it, in arrival order.
     """
+    with transaction.atomic(), shared_cursor():
+        return _events_recorded(deliveries)
+
+
+def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
     now = timezone.now()
     calls = calls_lock_or_create(call_ids={d.event.call_id for d in deliveries})
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]

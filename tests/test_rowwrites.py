@@ -13,7 +13,7 @@ from django.db.models.signals import ModelSignal, post_save, pre_save
 from django.utils import timezone
 
 from calls.models import Call, CallEvent
-from calls.rowwrites import rows_insert, rows_locked, rows_update
+from calls.rowwrites import rows_insert, rows_locked, rows_update, shared_cursor
 from tests.factories import CallFactory
 
 pytestmark = pytest.mark.django_db
@@ -187,3 +187,24 @@ def test_an_insert_the_database_refuses_raises_djangos_error_and_stores_nothing(
     with pytest.raises(IntegrityError), transaction.atomic():
         rows_insert(new)
     assert not Call.objects.filter(call_id="call_free").exists()
+
+
+def test_writes_in_a_shared_cursor_block_open_one_cursor(monkeypatch: pytest.MonkeyPatch) -> None:
+    stored = CallFactory.create(call_id="call_shared")
+    opened = []
+    real_cursor = connection.cursor
+
+    def counted() -> Any:
+        opened.append(1)
+        return real_cursor()
+
+    monkeypatch.setattr(connection, "cursor", counted)
+    with shared_cursor(), shared_cursor():  # nested: the outer one's cursor serves
+        [locked] = rows_locked(Call, key="call_id", values=["call_shared"], columns=[])
+        rows_insert([Call(call_id="call_shared_new")])
+        locked.status = "ended"
+        rows_update([(locked, ["status"])])
+    assert len(opened) == 1
+    rows_update([(locked, ["status"])])  # outside a block: a cursor of its own
+    assert len(opened) == 2
+    assert Call.objects.get(pk=stored.pk).status == "ended"
