@@ -22,7 +22,7 @@ from functools import cache
 from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, NotSupportedError, connections
 from django.db.models import Field, Model
 
 from calls.rowvalues import Savers, savers, values
@@ -96,22 +96,29 @@ def rows_update(
 
 
 def rows_insert(
-    objs: Sequence[M], *, unless_exists: str | None = None, using: str = DEFAULT_DB_ALIAS
+    objs: Sequence[M],
+    *,
+    unless_exists: str | None = None,
+    keyed: bool = False,
+    using: str = DEFAULT_DB_ALIAS,
 ) -> list[M]:
     """``bulk_create(objs)`` for new rows of one model; returns the rows inserted, in order,
     with their primary keys set.
 
     With ``unless_exists`` (a unique column), a row whose value is already stored is
     skipped (ON CONFLICT DO NOTHING) and left out of the result, so one statement both
-    inserts and tells what was there already.
+    inserts and tells what was there already. With ``keyed``, the rows' own primary keys
+    are inserted (from ``rows_keys_reserved``) instead of the database's next ones.
     """
     if not objs:
         return []
     model = type(objs[0])
-    row_savers = _insert_savers(model)
+    row_savers = _insert_savers(model, keyed)
     connection = connections[using]
     rows = [values(obj, row_savers, connection, add=True) for obj in objs]
-    returned = _inserted(connection, model, rows, unless_exists=unless_exists, using=using)
+    returned = _inserted(
+        connection, model, rows, unless_exists=unless_exists, keyed=keyed, using=using
+    )
     if unless_exists is None:
         inserted, keys = list(objs), [row[0] for row in returned]
     else:
@@ -125,12 +132,55 @@ def rows_insert(
     return inserted
 
 
+_NEXT_KEYS_SQL = "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)"
+
+
+def rows_keys_reserved(
+    model: type[Model], count: int, *, using: str = DEFAULT_DB_ALIAS
+) -> list[int]:
+    """``count`` primary keys for new rows of ``model`` that nothing else will be given, for
+    ``rows_insert(..., keyed=True)``: rows that other new rows refer to before they are
+    inserted themselves (their foreign keys are checked at commit).
+
+    PostgreSQL takes them from the key's sequence, for good: a rolled-back transaction
+    leaves a gap, as its inserts would. SQLite has no sequence to take from; inside the
+    write transaction (IMMEDIATE: nobody else inserts until it ends) the keys after the
+    highest ever given are free, and inserting them moves that mark past them.
+    """
+    if count == 0:
+        return []
+    connection = connections[using]
+    with _cursor(connection) as cursor:
+        if connection.vendor == "postgresql":
+            table = connection.ops.quote_name(model._meta.db_table)
+            cursor.execute(_NEXT_KEYS_SQL, [table, _column(model, "pk"), count])
+            return [row[0] for row in cursor.fetchall()]
+        if connection.vendor == "sqlite" and connection.in_atomic_block:
+            cursor.execute(_highest_key_sql(model, using), [model._meta.db_table])
+            highest = cursor.fetchone()[0]
+            return list(range(highest + 1, highest + 1 + count))
+    raise NotSupportedError(f"no keys to reserve on {connection.vendor} outside a transaction")
+
+
+@cache
+def _highest_key_sql(model: type[Model], using: str) -> str:
+    # AUTOINCREMENT keeps the highest key ever given in sqlite_sequence (no row before the
+    # first insert); the table's own highest covers a table made without it.
+    quote = connections[using].ops.quote_name
+    table, key = quote(model._meta.db_table), quote(_column(model, "pk"))
+    return (
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "  # noqa: S608
+        f"COALESCE((SELECT MAX({key}) FROM {table}), 0))"
+    )
+
+
 def _inserted(
     connection: Any,
     model: type[Model],
     rows: list[list[Any]],
     *,
     unless_exists: str | None,
+    keyed: bool,
     using: str,
 ) -> list[tuple[Any, ...]]:
     """Insert ``rows`` (their values, in ``_insert_fields`` order); what they returned.
@@ -143,13 +193,13 @@ def _inserted(
     """
     per_statement = len(rows)
     if connection.vendor == "postgresql":
-        per_statement = max(1, PSYCOPG_CACHED_PARAMETERS // len(_insert_fields(model)))
+        per_statement = max(1, PSYCOPG_CACHED_PARAMETERS // len(_insert_fields(model, keyed)))
     returned: list[tuple[Any, ...]] = []
     with _cursor(connection) as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params = [value for row in chunk for value in row]
-            cursor.execute(_insert_sql(model, len(chunk), unless_exists, using), params)
+            cursor.execute(_insert_sql(model, len(chunk), unless_exists, keyed, using), params)
             returned += cursor.fetchall()
     return returned
 
@@ -247,13 +297,14 @@ def _update_savers(model: type[Model], names: tuple[str, ...]) -> Savers:
 
 
 @cache
-def _insert_savers(model: type[Model]) -> Savers:
-    return savers(_insert_fields(model))
+def _insert_savers(model: type[Model], keyed: bool) -> Savers:
+    return savers(_insert_fields(model, keyed))
 
 
 @cache
-def _insert_fields(model: type[Model]) -> tuple[Field[Any, Any], ...]:
-    return tuple(field for field in model._meta.concrete_fields if not field.primary_key)
+def _insert_fields(model: type[Model], keyed: bool) -> tuple[Field[Any, Any], ...]:
+    fields = model._meta.concrete_fields
+    return tuple(field for field in fields if keyed or not field.primary_key)
 
 
 @cache
@@ -267,9 +318,11 @@ def _update_sql(model: type[Model], names: tuple[str, ...], using: str) -> str:
 
 
 @cache
-def _insert_sql(model: type[Model], rows: int, unless_exists: str | None, using: str) -> str:
+def _insert_sql(
+    model: type[Model], rows: int, unless_exists: str | None, keyed: bool, using: str
+) -> str:
     quote = connections[using].ops.quote_name
-    fields = _insert_fields(model)
+    fields = _insert_fields(model, keyed)
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)

@@ -19,7 +19,13 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
-from calls.rowwrites import rows_insert, rows_locked, rows_update, shared_cursor
+from calls.rowwrites import (
+    rows_insert,
+    rows_keys_reserved,
+    rows_locked,
+    rows_update,
+    shared_cursor,
+)
 from notifications.services import outbox_enqueue_for_delivery
 
 
@@ -189,6 +195,16 @@ def call_event_record(
     return call_events_record(deliveries=[delivery])[0]
 
 
+class _NewCallRaced(Exception):
+    """Another transaction stored one of the batch's new calls first."""
+
+
+# A batch whose new call another transaction stored first is written again, and then finds
+# it stored: a retry of a call's first delivery racing the original, say. Races on the
+# same call cannot go on for long, but a limit keeps a fault from looping.
+NEW_CALL_ATTEMPTS = 3
+
+
 def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
     """Store verified deliveries and merge each into its call, all in one transaction.
 
@@ -197,13 +213,20 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
     per delivery (lock the calls, look for duplicates, insert the events); each call is
     then saved once with everything merged into it, in arrival order.
     """
-    with transaction.atomic(), shared_cursor():
-        return _events_recorded(deliveries)
+    attempts = NEW_CALL_ATTEMPTS
+    while True:
+        try:
+            with transaction.atomic(), shared_cursor():
+                return _events_recorded(deliveries)
+        except _NewCallRaced:
+            attempts -= 1
+            if not attempts:
+                raise
 
 
 def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
     now = timezone.now()
-    calls = calls_lock_or_create(call_ids={d.event.call_id for d in deliveries})
+    calls, new_calls = _calls_locked_or_new({d.event.call_id for d in deliveries})
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
     rows: dict[str, CallEvent] = {}  # the first delivery of each body in this batch
     for delivery, digest in zip(deliveries, digests, strict=True):
@@ -216,7 +239,8 @@ def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOut
         for row in rows_insert(list(rows.values()), unless_exists="body_sha256")
     }
     calls_read = {digest: d.event.call for d, digest in zip(deliveries, digests, strict=True)}
-    _merge_events([(row, calls_read[digest]) for digest, row in fresh.items()], now=now)
+    merged = [(row, calls_read[digest]) for digest, row in fresh.items()]
+    _merge_events(merged, new_calls=new_calls, now=now)
     outcomes = []
     for delivery, digest in zip(deliveries, digests, strict=True):
         call = calls[delivery.event.call_id]
@@ -249,9 +273,28 @@ def _event_row(
     return row
 
 
-def _merge_events(rows: list[tuple[CallEvent, dict[str, Any]]], *, now: datetime) -> None:
-    """Merge new events, each with its call object as parsed, into their (locked) calls in
-    arrival order; save each call once.
+def _calls_locked_or_new(call_ids: Collection[str]) -> tuple[dict[str, Call], list[Call]]:
+    """The batch's calls by ``call_id``, and which of them are new.
+
+    Stored calls are locked, as ``calls_lock_or_create`` locks them. New ones are not
+    inserted yet: their keys are reserved, so their events can refer to them, and
+    ``_merge_events`` inserts each once, whole, where inserting a blank row to update it
+    later wrote every new call twice (on PostgreSQL, a second row version and an entry in
+    each of its eleven indexes).
+    """
+    calls = {call.call_id: call for call in _calls_locked(call_ids)}
+    missing = sorted(set(call_ids) - calls.keys())
+    keys = rows_keys_reserved(Call, len(missing))
+    new_calls = [Call(pk=key, call_id=call_id) for key, call_id in zip(keys, missing, strict=True)]
+    calls.update((call.call_id, call) for call in new_calls)
+    return calls, new_calls
+
+
+def _merge_events(
+    rows: list[tuple[CallEvent, dict[str, Any]]], *, new_calls: list[Call], now: datetime
+) -> None:
+    """Merge new events, each with its call object as parsed, into their calls in arrival
+    order; insert each new call and update each stored one, once.
 
     The events are inserted already, so a call can refer to the one whose call object won.
     """
@@ -260,12 +303,27 @@ def _merge_events(rows: list[tuple[CallEvent, dict[str, Any]]], *, now: datetime
         observation = delivery_observation(event=row, call=call_object)
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
-    rows_update((call, _merged_columns(names)) for call, names in changed.items())
+    _insert_new_calls(new_calls)
+    new_keys = {call.pk for call in new_calls}
+    rows_update(
+        (call, _merged_columns(names)) for call, names in changed.items() if call.pk not in new_keys
+    )
     calls_broadcast_on_commit(calls=list(changed))  # to the live monitor, once this commits
     # Side effects are outbox rows in this same transaction: they commit with the events
     # or not at all, and the request itself never touches the network (design rule 5).
     for row, _ in rows:
         outbox_enqueue_for_delivery(call=row.call, event=row)
+
+
+def _insert_new_calls(calls: list[Call]) -> None:
+    """Insert the batch's new calls, merged, under their reserved keys.
+
+    If another transaction stored one of them since this one looked (their INSERT made
+    this one wait until they committed), this batch is written again from the start.
+    """
+    inserted = rows_insert(calls, unless_exists="call_id", keyed=True)
+    if len(inserted) != len(calls):
+        raise _NewCallRaced(f"{len(calls) - len(inserted)} new calls were stored meanwhile")
 
 
 def _count_redelivery(*, body_sha256: str, now: datetime) -> CallEvent:

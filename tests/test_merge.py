@@ -15,7 +15,7 @@ from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from calls import merge
+from calls import merge, services
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
 from calls.services import IncomingDelivery, call_event_record, call_events_record
@@ -249,13 +249,15 @@ def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     with CaptureQueriesContext(connection) as queries:
         call_events_record(deliveries=started_and_ended)
     assert steps(queries) == [
-        ("SELECT", "calls_call"),  # lock the calls
-        ("INSERT", "calls_call"),  # create the new ones
+        # Lock the stored calls (none yet), then reserve keys for the new ones: on SQLite
+        # from the calls table, on PostgreSQL from its sequence (a statement that names no
+        # table, so not counted here).
+        ("SELECT", "calls_call"),
         ("INSERT", "calls_callevent"),  # store the bodies, skipping those stored before
-        ("UPDATE", "calls_call"),  # save the merged calls, pointing at their call objects
+        ("INSERT", "calls_call"),  # the new calls, merged: inserted whole, not updated
     ]
     # One statement per step, but on PostgreSQL inserts of at most 50 parameters each
-    # (calls/rowwrites.py): 8 calls of 37 columns, 16 events of 11.
+    # (calls/rowwrites.py): 8 calls of 38 columns, 16 events of 11.
     postgresql = connection.vendor == "postgresql"
     sent = statements(queries)
     assert sent.count(("INSERT", "calls_call")) == (8 if postgresql else 1)
@@ -272,3 +274,37 @@ def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     ]
     winners = Call.objects.values_list("call_object_event__event", flat=True)
     assert set(winners) == {"call_analyzed"}
+
+
+@pytest.mark.django_db
+def test_a_new_call_another_transaction_stored_meanwhile_is_written_again(monkeypatch):
+    """The batch took the call for new (its locked read found nothing) but another
+    transaction stored it before this one's insert: the batch is written again, and then
+    merges into the stored call instead of failing or storing the event twice."""
+    bodies = lifecycle_bodies(CALL_ID)
+    first = call_events_record(deliveries=[incoming(bodies[0])])[0]
+    real_locked = services._calls_locked
+    looks = []
+
+    def stale_once(call_ids: Any) -> list[Call]:
+        looks.append(sorted(call_ids))
+        return [] if len(looks) == 1 else real_locked(call_ids)
+
+    monkeypatch.setattr(services, "_calls_locked", stale_once)
+    outcome = call_events_record(deliveries=[incoming(bodies[3])])[0]
+    assert looks == [[CALL_ID], [CALL_ID]]
+    assert outcome.created
+    assert outcome.call.pk == first.call.pk
+    assert CallEvent.objects.count() == 2
+    assert Call.objects.get().status == "ended"
+
+
+@pytest.mark.django_db
+def test_a_new_call_that_keeps_being_stored_meanwhile_fails_without_writing(monkeypatch):
+    bodies = lifecycle_bodies(CALL_ID)
+    call_events_record(deliveries=[incoming(bodies[0])])
+    monkeypatch.setattr(services, "_calls_locked", lambda call_ids: [])
+    with pytest.raises(services._NewCallRaced):
+        call_events_record(deliveries=[incoming(bodies[3])])
+    assert CallEvent.objects.count() == 1
+    assert Call.objects.get().status == "ongoing"
