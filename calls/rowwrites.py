@@ -69,6 +69,40 @@ def _cursor(connection: Any) -> Iterator[Any]:
             yield cursor
 
 
+def row_new(model: type[M], **values: Any) -> M:
+    """``model(**values)`` for a new row (``values`` by attname), a few times faster.
+
+    Django's keyword constructor looks up every field's default for every row: 27 µs for a
+    ``Call`` on the 2-core benchmark machine, where a webhook batch makes one per new call
+    and an event per delivery. Here the defaults are found once per model, callable ones
+    (``default=dict``) still called for each row as Django calls them, and the row is
+    built positionally, Django's own fast path (``Model.from_db`` uses it).
+    """
+    row = []
+    for attname, make, constant in _defaults(model):
+        if attname in values:
+            row.append(values.pop(attname))
+        else:
+            row.append(make() if make is not None else constant)
+    if values:
+        raise TypeError(f"{model.__name__} has no fields {sorted(values)}")
+    return model(*row)
+
+
+Default = tuple[str, Callable[[], Any] | None, Any]  # attname, callable default, constant
+
+
+@cache
+def _defaults(model: type[Model]) -> tuple[Default, ...]:
+    defaults: list[Default] = []
+    for field in model._meta.concrete_fields:
+        if field.has_default() and callable(field.default):
+            defaults.append((field.attname, field.default, None))
+        else:
+            defaults.append((field.attname, None, field.get_default()))
+    return tuple(defaults)
+
+
 def rows_update(
     changes: Iterable[tuple[Model, Sequence[str]]], *, using: str = DEFAULT_DB_ALIAS
 ) -> None:

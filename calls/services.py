@@ -20,6 +20,7 @@ from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
 from calls.rowwrites import (
+    row_new,
     rows_insert,
     rows_keys_reserved,
     rows_locked,
@@ -253,11 +254,15 @@ def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOut
     return outcomes
 
 
+_EVENT_CALL = CallEvent._meta.get_field("call")
+
+
 def _event_row(
     delivery: IncomingDelivery, *, call: Call, body_sha256: str, now: datetime
 ) -> CallEvent:
-    row = CallEvent(
-        call=call,
+    row = row_new(
+        CallEvent,
+        call_id=call.pk,
         event=delivery.event.event,
         source=delivery.source,
         raw_body=delivery.raw_body.decode("utf-8"),
@@ -268,6 +273,7 @@ def _event_row(
         source_ip=delivery.source_ip,
         key_fingerprint=delivery.key_fingerprint,
     )
+    _EVENT_CALL.set_cached_value(row, call)  # row.call without a query
     if delivery.event.complete:
         row.remember_payload(delivery.event.call)  # parsed already (parse_webhook): not again
     return row
@@ -285,7 +291,9 @@ def _calls_locked_or_new(call_ids: Collection[str]) -> tuple[dict[str, Call], li
     calls = {call.call_id: call for call in _calls_locked(call_ids)}
     missing = sorted(set(call_ids) - calls.keys())
     keys = rows_keys_reserved(Call, len(missing))
-    new_calls = [Call(pk=key, call_id=call_id) for key, call_id in zip(keys, missing, strict=True)]
+    new_calls = [
+        row_new(Call, id=key, call_id=call_id) for key, call_id in zip(keys, missing, strict=True)
+    ]
     calls.update((call.call_id, call) for call in new_calls)
     return calls, new_calls
 

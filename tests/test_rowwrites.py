@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from calls.models import Call, CallEvent
 from calls.rowwrites import (
+    row_new,
     rows_insert,
     rows_keys_reserved,
     rows_locked,
@@ -239,3 +240,24 @@ def test_sqlite_reserves_keys_only_inside_its_write_transaction() -> None:
         pytest.skip("SQLite's own way of reserving keys: the CI's first pass runs it")
     with pytest.raises(NotSupportedError):
         rows_keys_reserved(Call, 1)
+
+
+@pytest.mark.parametrize("model", [Call, CallEvent])
+def test_a_new_row_is_what_the_models_own_constructor_makes(model: type[Model]) -> None:
+    values: dict[str, Any] = {"id": 7, "call_id": 3 if model is CallEvent else "call_x"}
+    fast, slow = row_new(model, **values), model(**values)
+    names = [field.attname for field in model._meta.concrete_fields]
+    assert [getattr(fast, name) for name in names] == [getattr(slow, name) for name in names]
+    assert fast._state.adding
+    assert fast._state.db is None
+
+
+def test_new_rows_get_a_fresh_value_of_a_callable_default() -> None:
+    first, second = row_new(Call, call_id="call_1"), row_new(Call, call_id="call_2")
+    assert first.field_versions == {}
+    assert first.field_versions is not second.field_versions
+
+
+def test_a_new_row_refuses_a_field_the_model_lacks() -> None:
+    with pytest.raises(TypeError, match="has no fields \\['colour'\\]"):
+        row_new(Call, call_id="call_1", colour="red")
