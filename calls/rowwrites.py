@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from functools import cache
 from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
@@ -103,6 +103,30 @@ def _defaults(model: type[Model]) -> tuple[Default, ...]:
     return tuple(defaults)
 
 
+def pipelined(connection: Any, stack: ExitStack) -> None:
+    """On PostgreSQL, send the connection's statements from now on without waiting for each
+    one's answer, until ``stack`` closes (after the transaction's COMMIT, which then goes
+    with them): psycopg's pipeline mode. Elsewhere, nothing changes.
+
+    A round trip costs both sides CPU of its own (system calls, waking the other
+    process): on the 2-core benchmark machine, a transaction of nine small statements
+    cost psycopg 495 µs and PostgreSQL 430 µs one by one, 420 and 310 µs in two pipelines.
+    A statement whose results are read (``fetchall``) still waits for them. Errors of the
+    others (a unique key taken meanwhile, say) surface at the COMMIT, and ``rowcount`` is
+    not known before it, so ``rows_update`` does not check it there.
+    """
+    psycopg_connection = connection.connection
+    if connection.vendor == "postgresql" and psycopg_connection is not None:
+        stack.enter_context(psycopg_connection.pipeline())
+
+
+def _in_pipeline(connection: Any) -> bool:
+    psycopg_connection = connection.connection
+    if connection.vendor != "postgresql" or psycopg_connection is None:
+        return False
+    return bool(psycopg_connection.pgconn.pipeline_status)
+
+
 def rows_update(
     changes: Iterable[tuple[Model, Sequence[str]]], *, using: str = DEFAULT_DB_ALIAS
 ) -> None:
@@ -123,7 +147,7 @@ def rows_update(
                 cursor.execute(sql, params[0])
             else:
                 cursor.executemany(sql, params)
-            if cursor.rowcount != len(params):
+            if not _in_pipeline(connection) and cursor.rowcount != len(params):
                 raise DatabaseError(
                     f"{model.__name__} update matched {cursor.rowcount} of {len(params)} rows"
                 )
@@ -153,7 +177,9 @@ def rows_insert(
     returned = _inserted(
         connection, model, rows, unless_exists=unless_exists, keyed=keyed, using=using
     )
-    if unless_exists is None:
+    if keyed and unless_exists is None:
+        inserted, keys = list(objs), [obj.pk for obj in objs]
+    elif unless_exists is None:
         inserted, keys = list(objs), [row[0] for row in returned]
     else:
         pk_by_value = {value: pk for pk, value in returned}
@@ -234,7 +260,8 @@ def _inserted(
             chunk = rows[start : start + per_statement]
             params = [value for row in chunk for value in row]
             cursor.execute(_insert_sql(model, len(chunk), unless_exists, keyed, using), params)
-            returned += cursor.fetchall()
+            if not keyed or unless_exists is not None:  # else nothing is returned
+                returned += cursor.fetchall()
     return returned
 
 
@@ -361,12 +388,14 @@ def _insert_sql(
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)
     table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
-    if unless_exists is None:
+    if keyed and unless_exists is None:
+        ending = ""  # the keys are the rows' own: nothing to read back (see pipelined)
+    elif unless_exists is None:
         ending = f"RETURNING {pk}"
     else:
         unique = quote(_column(model, unless_exists))
         ending = f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}, {unique}"
-    return f"INSERT INTO {table} ({columns}) VALUES {values} {ending}"  # noqa: S608
+    return f"INSERT INTO {table} ({columns}) VALUES {values} {ending}".rstrip()  # noqa: S608
 
 
 def _column(model: type[Model], name: str) -> str:

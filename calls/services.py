@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import groupby
 from operator import attrgetter
 from typing import Any
 
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -20,6 +21,7 @@ from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
 from calls.rowwrites import (
+    pipelined,
     row_new,
     rows_insert,
     rows_keys_reserved,
@@ -196,10 +198,6 @@ def call_event_record(
     return call_events_record(deliveries=[delivery])[0]
 
 
-class _NewCallRaced(Exception):
-    """Another transaction stored one of the batch's new calls first."""
-
-
 # A batch whose new call another transaction stored first is written again, and then finds
 # it stored: a retry of a call's first delivery racing the original, say. Races on the
 # same call cannot go on for long, but a limit keeps a fault from looping.
@@ -216,18 +214,40 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
     """
     attempts = NEW_CALL_ATTEMPTS
     while True:
+        taken_for_new: list[str] = []  # call ids this attempt found unstored
         try:
-            with transaction.atomic(), shared_cursor():
-                return _events_recorded(deliveries)
-        except _NewCallRaced:
+            return _recorded_once(deliveries, taken_for_new)
+        except IntegrityError:
             attempts -= 1
-            if not attempts:
+            # Stored by now, by another transaction (whose INSERT this one's waited for):
+            # written again, the batch finds them stored. Anything else is a real fault.
+            if not attempts or not Call.objects.filter(call_id__in=taken_for_new).exists():
                 raise
 
 
-def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOutcome]:
+def _recorded_once(
+    deliveries: Sequence[IncomingDelivery], taken_for_new: list[str]
+) -> list[DeliveryOutcome]:
+    # The cursor outlives the pipeline, and the pipeline the transaction: its COMMIT is
+    # sent with the writes (rowwrites.pipelined). Only a transaction of its own: inside
+    # another, this block ends with a savepoint's release, which would leave an error in
+    # the writes to surface after Django took the block for done.
+    outermost = not connection.in_atomic_block
+    with shared_cursor(), ExitStack() as pipeline, transaction.atomic():
+        return _events_recorded(
+            deliveries, pipeline=pipeline if outermost else None, taken_for_new=taken_for_new
+        )
+
+
+def _events_recorded(
+    deliveries: Sequence[IncomingDelivery],
+    *,
+    pipeline: ExitStack | None,
+    taken_for_new: list[str],
+) -> list[DeliveryOutcome]:
     now = timezone.now()
     calls, new_calls = _calls_locked_or_new({d.event.call_id for d in deliveries})
+    taken_for_new += [call.call_id for call in new_calls]
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
     rows: dict[str, CallEvent] = {}  # the first delivery of each body in this batch
     for delivery, digest in zip(deliveries, digests, strict=True):
@@ -241,6 +261,8 @@ def _events_recorded(deliveries: Sequence[IncomingDelivery]) -> list[DeliveryOut
     }
     calls_read = {digest: d.event.call for d, digest in zip(deliveries, digests, strict=True)}
     merged = [(row, calls_read[digest]) for digest, row in fresh.items()]
+    if pipeline is not None:  # what is left reads nothing back: sent with the COMMIT
+        pipelined(connection, pipeline)
     _merge_events(merged, new_calls=new_calls, now=now)
     outcomes = []
     for delivery, digest in zip(deliveries, digests, strict=True):
@@ -326,12 +348,11 @@ def _merge_events(
 def _insert_new_calls(calls: list[Call]) -> None:
     """Insert the batch's new calls, merged, under their reserved keys.
 
-    If another transaction stored one of them since this one looked (their INSERT made
-    this one wait until they committed), this batch is written again from the start.
+    If another transaction stored one of them since this one looked, the insert fails on
+    its unique ``call_id`` (in a pipeline, at the COMMIT), and ``call_events_record``
+    writes the batch again.
     """
-    inserted = rows_insert(calls, unless_exists="call_id", keyed=True)
-    if len(inserted) != len(calls):
-        raise _NewCallRaced(f"{len(calls) - len(inserted)} new calls were stored meanwhile")
+    rows_insert(calls, keyed=True)
 
 
 def _count_redelivery(*, body_sha256: str, now: datetime) -> CallEvent:

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -304,7 +304,62 @@ def test_a_new_call_that_keeps_being_stored_meanwhile_fails_without_writing(monk
     bodies = lifecycle_bodies(CALL_ID)
     call_events_record(deliveries=[incoming(bodies[0])])
     monkeypatch.setattr(services, "_calls_locked", lambda call_ids: [])
-    with pytest.raises(services._NewCallRaced):
+    with pytest.raises(IntegrityError):
         call_events_record(deliveries=[incoming(bodies[3])])
     assert CallEvent.objects.count() == 1
     assert Call.objects.get().status == "ongoing"
+
+
+def _pipeline_status() -> str:
+    from psycopg.pq import PipelineStatus  # only on PostgreSQL
+
+    return PipelineStatus(connection.connection.pgconn.pipeline_status).name
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
+    """Outside any transaction (as the writer runs it), the writes after the merge go out
+    in PostgreSQL's pipeline mode, answered with the COMMIT; SQLite writes as before."""
+    real_update = services.rows_update
+    pipeline_states = []
+
+    def spying(changes: Any) -> None:
+        pipeline_states.append(_pipeline_status())
+        real_update(changes)
+
+    if connection.vendor == "postgresql":
+        monkeypatch.setattr(services, "rows_update", spying)
+    bodies = lifecycle_bodies(CALL_ID)
+    call_events_record(deliveries=[incoming(bodies[0])])
+    outcomes = call_events_record(deliveries=[incoming(bodies[3]), incoming(bodies[0])])
+    assert [outcome.created for outcome in outcomes] == [True, False]
+    assert not connection.in_atomic_block
+    call = Call.objects.get()
+    assert (call.status, call.call_object_event_id) == ("ended", outcomes[0].event.pk)
+    assert CallEvent.objects.get(pk=outcomes[1].event.pk).delivery_count == 2
+    if connection.vendor == "postgresql":
+        assert pipeline_states == ["ON", "ON"]
+        assert _pipeline_status() == "OFF"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_new_call_stored_meanwhile_fails_the_commit_and_the_batch_is_written_again(
+    monkeypatch,
+):
+    """As above, where the new call's INSERT fails only at the COMMIT (PostgreSQL's
+    pipeline): nothing of the first attempt is kept, the second merges into the call."""
+    bodies = lifecycle_bodies(CALL_ID)
+    first = call_events_record(deliveries=[incoming(bodies[0])])[0]
+    real_locked = services._calls_locked
+    looks = []
+
+    def stale_once(call_ids: Any) -> list[Call]:
+        looks.append(sorted(call_ids))
+        return [] if len(looks) == 1 else real_locked(call_ids)
+
+    monkeypatch.setattr(services, "_calls_locked", stale_once)
+    outcome = call_events_record(deliveries=[incoming(bodies[3])])[0]
+    assert len(looks) == 2
+    assert outcome.call.pk == first.call.pk
+    assert CallEvent.objects.count() == 2
+    assert Call.objects.get().status == "ended"
