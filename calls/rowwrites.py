@@ -22,6 +22,7 @@ from functools import cache
 from typing import Any, TypeVar, cast
 from weakref import WeakKeyDictionary
 
+from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, NotSupportedError, connections
 from django.db.models import Field, Model
 
@@ -299,10 +300,15 @@ def _planned_each_time(connection: Any) -> Iterator[None]:
     its plan scanned the whole table, and kept doing so as it grew until autovacuum first
     analysed it. Writing 3,000 deliveries into a fresh database on the 2-core benchmark
     machine, those scans were about 40% of PostgreSQL's CPU; planning once per batch costs
-    far less.
+    far less. Where the connection's planner never picks a sequential scan over an index
+    (``DATABASE_INDEX_SCANS_ONLY``: the webhook writer processes), a kept plan uses the
+    index whatever the statistics say, and the read is prepared like any other.
     """
     psycopg_connection = connection.connection
     if connection.vendor != "postgresql" or psycopg_connection is None:
+        yield
+        return
+    if settings.DATABASE_INDEX_SCANS_ONLY:  # any plan it keeps uses the index
         yield
         return
     threshold = psycopg_connection.prepare_threshold

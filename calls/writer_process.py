@@ -331,6 +331,8 @@ def _child_environment() -> dict[str, str]:
         "PYTHONPATH": f"{root}{os.pathsep}{path}" if path else root,
         "DATABASE_POOL_MIN_SIZE": "1",
         "DATABASE_POOL_MAX_SIZE": "2",
+        # Its statements all find rows by a unique key; see retellhub/databases.py.
+        "DATABASE_INDEX_SCANS_ONLY": "true",
     }
 
 

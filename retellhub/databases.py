@@ -87,4 +87,21 @@ def _postgresql_options(*, pooled: bool) -> dict[str, Any]:
     # they follow DATABASE_POOL, off for the PgBouncer set-up the README describes.
     if env_bool("DATABASE_PREPARED_STATEMENTS", pooled):
         options["prepare_threshold"] = PREPARE_THRESHOLD
+    if index_scans_only():
+        options["options"] = "-c enable_seqscan=off"
     return options
+
+
+def index_scans_only() -> bool:
+    """Whether PostgreSQL may plan a sequential scan on these connections where an index
+    serves: not on the webhook writer processes' (``DATABASE_INDEX_SCANS_ONLY``, which the
+    server sets for them; calls/writer_process.py).
+
+    Their statements all find rows by a unique key. A plan prepared while a table was
+    nearly empty, before autovacuum first analysed it, would otherwise scan the whole table
+    for as long as it is kept (calls/rowwrites.py's locked read), so that read had to be
+    planned anew for every batch: about a tenth of PostgreSQL's CPU per delivery on the
+    2-core benchmark machine. With sequential scans priced out it is prepared once and
+    finds its rows by the index whatever the statistics say.
+    """
+    return env_bool("DATABASE_INDEX_SCANS_ONLY", False)

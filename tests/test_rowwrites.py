@@ -175,6 +175,38 @@ def test_locked_reads_are_planned_for_the_table_as_it_is_not_prepared() -> None:
     assert [statement for statement in prepared if "LIMIT 1" in statement]  # exists() was
 
 
+@pytest.mark.usefixtures("postgres_only")
+def test_where_sequential_scans_are_priced_out_locked_reads_are_prepared_and_use_the_index(
+    settings: Any,
+) -> None:
+    """The writer processes' connections (DATABASE_INDEX_SCANS_ONLY): a plan made for an
+    empty, never analysed calls table still finds rows by the index, so it may be kept."""
+    settings.DATABASE_INDEX_SCANS_ONLY = True
+    psycopg_connection = connection.connection
+    assert psycopg_connection is not None
+    threshold = psycopg_connection.prepare_threshold
+    psycopg_connection.prepare_threshold = 1
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL enable_seqscan = off")  # as the writers connect
+            cursor.execute("SET LOCAL plan_cache_mode = force_generic_plan")  # the kept one
+            keys = ["call_a", "call_b", "call_c", "call_d"]  # a batch's worth
+            for _ in range(3):
+                assert rows_locked(Call, key="call_id", values=keys, columns=[]) == []
+            cursor.execute(
+                "SELECT name, statement, generic_plans + custom_plans FROM pg_prepared_statements"
+            )
+            prepared = [row for row in cursor.fetchall() if "FOR UPDATE" in row[1]]
+            [(name, _, plans)] = prepared
+            cursor.execute(f"EXPLAIN EXECUTE \"{name}\"('call_a', 'call_b', 'call_c', 'call_d')")
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    finally:
+        psycopg_connection.prepare_threshold = threshold
+    assert plans >= 2
+    assert "Seq Scan" not in plan  # without the option: a Seq Scan of every call
+    assert "Index Scan on call_call_id_uniq" in plan or "Index Scan using call_call_id_uniq" in plan
+
+
 def test_insert_of_many_rows_keeps_their_order_and_skips_the_stored_ones() -> None:
     # On PostgreSQL, in statements of at most 50 parameters: one call each.
     CallFactory.create(call_id="call_many_07", agent_name="Kept")

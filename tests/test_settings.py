@@ -183,3 +183,17 @@ def test_postgresql_prepares_repeated_statements_where_connections_keep_them(
             monkeypatch.setenv(name, value)
     config = database_config("postgres://u:p@db.example:5432/app", test_dir=ROOT)
     assert config["OPTIONS"].get("prepare_threshold") == threshold
+
+
+@pytest.mark.parametrize(("value", "options"), [(None, None), ("true", "-c enable_seqscan=off")])
+def test_postgresql_sequential_scans_are_priced_out_only_where_asked(
+    monkeypatch: pytest.MonkeyPatch, value: str | None, options: str | None
+) -> None:
+    if value is None:
+        monkeypatch.delenv("DATABASE_INDEX_SCANS_ONLY", raising=False)
+    else:
+        monkeypatch.setenv("DATABASE_INDEX_SCANS_ONLY", value)
+    config = database_config("postgres://u:p@db.example:5432/app", test_dir=ROOT)
+    assert config["OPTIONS"].get("options") == options
+    sqlite = database_config("sqlite:///db.sqlite3", test_dir=ROOT)
+    assert "options" not in sqlite["OPTIONS"]

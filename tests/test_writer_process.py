@@ -368,3 +368,8 @@ def test_the_thread_writer_is_still_there_when_chosen(asgi_server_factory: Start
     assert CallEvent.objects.filter(call__call_id__startswith="call_thread_writer").count() == 3
     if Path("/proc/self/task").exists():
         assert writer_children(server) == []
+
+
+def test_writer_processes_connect_with_sequential_scans_priced_out():
+    # Their locked read may then be prepared: a kept plan uses the call id's index.
+    assert writer_process._child_environment()["DATABASE_INDEX_SCANS_ONLY"] == "true"
