@@ -276,11 +276,11 @@ def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     assert set(winners) == {"call_analyzed"}
 
 
-@pytest.mark.django_db
-def test_a_new_call_another_transaction_stored_meanwhile_is_written_again(monkeypatch):
-    """The batch took the call for new (its locked read found nothing) but another
-    transaction stored it before this one's insert: the batch is written again, and then
-    merges into the stored call instead of failing or storing the event twice."""
+def _stored_meanwhile_and_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch takes a stored call for new (its locked read, made stale once, finds
+    nothing), as when another transaction stores it meanwhile: its insert fails on the
+    call id, and the batch, written again, merges into the stored call instead of failing
+    or storing the event twice."""
     bodies = lifecycle_bodies(CALL_ID)
     first = call_events_record(deliveries=[incoming(bodies[0])])[0]
     real_locked = services._calls_locked
@@ -297,6 +297,11 @@ def test_a_new_call_another_transaction_stored_meanwhile_is_written_again(monkey
     assert outcome.call.pk == first.call.pk
     assert CallEvent.objects.count() == 2
     assert Call.objects.get().status == "ended"
+
+
+@pytest.mark.django_db
+def test_a_new_call_another_transaction_stored_meanwhile_is_written_again(monkeypatch):
+    _stored_meanwhile_and_written_again(monkeypatch)
 
 
 @pytest.mark.django_db
@@ -346,20 +351,6 @@ def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
 def test_a_new_call_stored_meanwhile_fails_the_commit_and_the_batch_is_written_again(
     monkeypatch,
 ):
-    """As above, where the new call's INSERT fails only at the COMMIT (PostgreSQL's
-    pipeline): nothing of the first attempt is kept, the second merges into the call."""
-    bodies = lifecycle_bodies(CALL_ID)
-    first = call_events_record(deliveries=[incoming(bodies[0])])[0]
-    real_locked = services._calls_locked
-    looks = []
-
-    def stale_once(call_ids: Any) -> list[Call]:
-        looks.append(sorted(call_ids))
-        return [] if len(looks) == 1 else real_locked(call_ids)
-
-    monkeypatch.setattr(services, "_calls_locked", stale_once)
-    outcome = call_events_record(deliveries=[incoming(bodies[3])])[0]
-    assert len(looks) == 2
-    assert outcome.call.pk == first.call.pk
-    assert CallEvent.objects.count() == 2
-    assert Call.objects.get().status == "ended"
+    """As above, in a transaction of its own: on PostgreSQL the insert is pipelined and
+    fails only at the COMMIT, and nothing of the first attempt is kept."""
+    _stored_meanwhile_and_written_again(monkeypatch)
