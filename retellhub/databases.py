@@ -53,7 +53,14 @@ def database_config(url: str, *, test_dir: Path) -> dict[str, Any]:
         config["TEST"] = {"NAME": str(test_dir / f"test_retellhub_{os.getpid()}.sqlite3")}
     elif config["ENGINE"] == "django.db.backends.postgresql":
         pooled = env_bool("DATABASE_POOL", True)
-        config.setdefault("OPTIONS", {}).update(_postgresql_options(pooled=pooled))
+        options = config.setdefault("OPTIONS", {})
+        options.update(_postgresql_options(pooled=pooled))
+        if pooled and "prepare_threshold" in options and index_scans_only():
+            # Only where prepared plans are kept (else nothing to gain), and only on the
+            # project's own pool: behind PgBouncer (DATABASE_POOL=false), which refuses a
+            # startup option it does not track, the connections would fail.
+            startup = options.get("options", "")  # any from the URL are kept
+            options["options"] = f"{startup} {INDEX_SCANS_ONLY_OPTION}".strip()
         if pooled:
             # Under ASGI every request runs its sync code in a fresh thread, so without a
             # pool each webhook would pay for a new PostgreSQL connection. Pooling requires
@@ -87,15 +94,17 @@ def _postgresql_options(*, pooled: bool) -> dict[str, Any]:
     # they follow DATABASE_POOL, off for the PgBouncer set-up the README describes.
     if env_bool("DATABASE_PREPARED_STATEMENTS", pooled):
         options["prepare_threshold"] = PREPARE_THRESHOLD
-    if index_scans_only():
-        options["options"] = "-c enable_seqscan=off"
     return options
 
 
+INDEX_SCANS_ONLY_OPTION = "-c enable_seqscan=off"
+
+
 def index_scans_only() -> bool:
-    """Whether PostgreSQL may plan a sequential scan on these connections where an index
-    serves: not on the webhook writer processes' (``DATABASE_INDEX_SCANS_ONLY``, which the
-    server sets for them; calls/writer_process.py).
+    """Whether these connections are asked to price out sequential scans where an index
+    serves (``DATABASE_INDEX_SCANS_ONLY``): the server asks it for its webhook writer
+    processes (calls/writer_process.py). ``database_config`` applies it only with the
+    project's own pool and prepared statements.
 
     Their statements all find rows by a unique key. A plan prepared while a table was
     nearly empty, before autovacuum first analysed it, would otherwise scan the whole table

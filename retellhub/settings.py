@@ -118,10 +118,11 @@ DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 DATABASES = {"default": database_config(DATABASE_URL, test_dir=BASE_DIR)}
 # psycopg's prepare threshold where statements are prepared (retellhub/databases.py).
 PREPARE_THRESHOLD = databases.PREPARE_THRESHOLD
-# Set by the server for its webhook writer processes (retellhub/databases.py).
-DATABASE_INDEX_SCANS_ONLY = (
-    DATABASES["default"]["ENGINE"] != databases.SQLITE_ENGINE and databases.index_scans_only()
-)
+# Whether these connections price out sequential scans: the webhook writer processes' on
+# the project's own pool (retellhub/databases.py).
+DATABASE_INDEX_SCANS_ONLY = databases.INDEX_SCANS_ONLY_OPTION in DATABASES["default"].get(
+    "OPTIONS", {}
+).get("options", "")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")

@@ -185,15 +185,35 @@ def test_postgresql_prepares_repeated_statements_where_connections_keep_them(
     assert config["OPTIONS"].get("prepare_threshold") == threshold
 
 
-@pytest.mark.parametrize(("value", "options"), [(None, None), ("true", "-c enable_seqscan=off")])
-def test_postgresql_sequential_scans_are_priced_out_only_where_asked(
-    monkeypatch: pytest.MonkeyPatch, value: str | None, options: str | None
+@pytest.mark.parametrize(
+    ("asked", "pool", "url_options", "options"),
+    [
+        (None, None, "", None),
+        ("true", None, "", "-c enable_seqscan=off"),
+        (
+            "true",
+            None,
+            "?options=-c%20statement_timeout%3D5000",
+            "-c statement_timeout=5000 -c enable_seqscan=off",
+        ),
+        # Behind PgBouncer (no pool of ours), which refuses startup options it does not track.
+        ("true", "false", "", None),
+    ],
+)
+def test_postgresql_sequential_scans_are_priced_out_only_where_asked_and_safe(
+    monkeypatch: pytest.MonkeyPatch,
+    asked: str | None,
+    pool: str | None,
+    url_options: str,
+    options: str | None,
 ) -> None:
-    if value is None:
-        monkeypatch.delenv("DATABASE_INDEX_SCANS_ONLY", raising=False)
-    else:
-        monkeypatch.setenv("DATABASE_INDEX_SCANS_ONLY", value)
-    config = database_config("postgres://u:p@db.example:5432/app", test_dir=ROOT)
+    monkeypatch.delenv("DATABASE_PREPARED_STATEMENTS", raising=False)
+    for name, value in (("DATABASE_INDEX_SCANS_ONLY", asked), ("DATABASE_POOL", pool)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    config = database_config(f"postgres://u:p@db.example:5432/app{url_options}", test_dir=ROOT)
     assert config["OPTIONS"].get("options") == options
     sqlite = database_config("sqlite:///db.sqlite3", test_dir=ROOT)
     assert "options" not in sqlite["OPTIONS"]
