@@ -17,8 +17,8 @@ from calls.dashboard import dashboard_context
 from calls.exports import csv_response
 from calls.masking import mask_phone
 from calls.models import AgentProfile, Call, CallEvent
+from calls.replay import call_events_replay
 from calls.selectors import CSV_COLUMNS, call_export_rows, transcript_turns
-from calls.services import call_events_replay
 
 # Columns the changelist reads; the transcript and JSON documents stay in the database.
 CHANGELIST_COLUMNS = (
@@ -64,7 +64,7 @@ def pretty_body(raw_body: str) -> SafeString:
 
 
 class ReplayActionsMixin:
-    """Replay through calls/services.py: a dry run shows what would change, with a button
+    """Replay through calls/replay.py: a dry run shows what would change, with a button
     to do it; a real run reports how much changed."""
 
     def replay_event_ids(self, queryset: QuerySet[Any]) -> list[int]:

@@ -17,57 +17,21 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar, cast
-from weakref import WeakKeyDictionary
 
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, NotSupportedError, connections
 from django.db.models import Field, Model
 
+from calls.rowcursor import cursor_for, in_pipeline
 from calls.rowvalues import Savers, savers, values
 
 M = TypeVar("M", bound=Model)
 
 # psycopg's MAX_CACHED_STATEMENT_PARAMS: statements with more are converted on every run.
 PSYCOPG_CACHED_PARAMETERS = 50
-
-
-# The cursor a block of row writes shares (``shared_cursor``), per connection object; a
-# connection belongs to one thread, so each thread sees only its own.
-_shared_cursors: WeakKeyDictionary[Any, Any] = WeakKeyDictionary()
-
-
-@contextmanager
-def shared_cursor(using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """Row writes inside the block (and the caller's own, through ``_cursor``) share one
-    cursor, closed when the block ends.
-
-    Opening a cursor is not free: Django wraps it and psycopg sets up its adapters, about
-    30 µs of CPU each time on the 2-core benchmark machine, near the cost of a round trip
-    to the database. A webhook batch used to open five or six.
-    """
-    connection = connections[using]
-    if connection in _shared_cursors:  # nested: the outer block's cursor serves
-        yield
-        return
-    with connection.cursor() as cursor:
-        _shared_cursors[connection] = cursor
-        try:
-            yield
-        finally:
-            del _shared_cursors[connection]
-
-
-@contextmanager
-def _cursor(connection: Any) -> Iterator[Any]:
-    shared = _shared_cursors.get(connection)
-    if shared is not None:
-        yield shared
-    else:
-        with connection.cursor() as cursor:
-            yield cursor
 
 
 def row_new(model: type[M], **values: Any) -> M:
@@ -104,30 +68,6 @@ def _defaults(model: type[Model]) -> tuple[Default, ...]:
     return tuple(defaults)
 
 
-def pipelined(connection: Any, stack: ExitStack) -> None:
-    """On PostgreSQL, send the connection's statements from now on without waiting for each
-    one's answer, until ``stack`` closes (after the transaction's COMMIT, which then goes
-    with them): psycopg's pipeline mode. Elsewhere, nothing changes.
-
-    A round trip costs both sides CPU of its own (system calls, waking the other
-    process): on the 2-core benchmark machine, a transaction of nine small statements
-    cost psycopg 495 µs and PostgreSQL 430 µs one by one, 420 and 310 µs in two pipelines.
-    A statement whose results are read (``fetchall``) still waits for them. Errors of the
-    others (a unique key taken meanwhile, say) surface at the COMMIT, and ``rowcount`` is
-    not known before it, so ``rows_update`` does not check it there.
-    """
-    psycopg_connection = connection.connection
-    if connection.vendor == "postgresql" and psycopg_connection is not None:
-        stack.enter_context(psycopg_connection.pipeline())
-
-
-def _in_pipeline(connection: Any) -> bool:
-    psycopg_connection = connection.connection
-    if connection.vendor != "postgresql" or psycopg_connection is None:
-        return False
-    return bool(psycopg_connection.pgconn.pipeline_status)
-
-
 def rows_update(
     changes: Iterable[tuple[Model, Sequence[str]]], *, using: str = DEFAULT_DB_ALIAS
 ) -> None:
@@ -140,7 +80,7 @@ def rows_update(
     for (model, names), objs in groups.items():
         row_savers = _update_savers(model, names)
         params = [[*values(obj, row_savers, connection), obj.pk] for obj in objs]
-        with _cursor(connection) as cursor:
+        with cursor_for(connection) as cursor:
             sql = _update_sql(model, names, using)
             # One row, the usual case in a batch, by execute: psycopg's executemany sets up
             # a pipeline for the rows, twice the client CPU for one (2-core machine).
@@ -148,7 +88,7 @@ def rows_update(
                 cursor.execute(sql, params[0])
             else:
                 cursor.executemany(sql, params)
-            if not _in_pipeline(connection) and cursor.rowcount != len(params):
+            if not in_pipeline(connection) and cursor.rowcount != len(params):
                 raise DatabaseError(
                     f"{model.__name__} update matched {cursor.rowcount} of {len(params)} rows"
                 )
@@ -211,7 +151,7 @@ def rows_keys_reserved(
     if count == 0:
         return []
     connection = connections[using]
-    with _cursor(connection) as cursor:
+    with cursor_for(connection) as cursor:
         if connection.vendor == "postgresql":
             table = connection.ops.quote_name(model._meta.db_table)
             cursor.execute(_NEXT_KEYS_SQL, [table, _column(model, "pk"), count])
@@ -256,7 +196,7 @@ def _inserted(
     if connection.vendor == "postgresql":
         per_statement = max(1, PSYCOPG_CACHED_PARAMETERS // len(_insert_fields(model, keyed)))
     returned: list[tuple[Any, ...]] = []
-    with _cursor(connection) as cursor:
+    with cursor_for(connection) as cursor:
         for start in range(0, len(rows), per_statement):
             chunk = rows[start : start + per_statement]
             params = [value for row in chunk for value in row]
@@ -283,7 +223,7 @@ def rows_locked(
     names = _locked_names(model, key, tuple(columns))
     converters = _converters(model, names, using)
     connection = connections[using]
-    with _cursor(connection) as cursor, _planned_each_time(connection):
+    with cursor_for(connection) as cursor, _planned_each_time(connection):
         cursor.execute(_locked_sql(model, key, names, len(values), using), sorted(values))
         rows = cursor.fetchall()
     return [model.from_db(using, names, _converted(row, converters, connection)) for row in rows]
@@ -395,7 +335,7 @@ def _insert_sql(
     values = ", ".join([row] * rows)
     table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
     if keyed and unless_exists is None:
-        ending = ""  # the keys are the rows' own: nothing to read back (see pipelined)
+        ending = ""  # the keys are the rows' own: nothing to read back (rowcursor.pipelined)
     elif unless_exists is None:
         ending = f"RETURNING {pk}"
     else:

@@ -8,8 +8,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
-from itertools import groupby
-from operator import attrgetter
 from typing import Any
 
 from django.db import IntegrityError, connection, transaction
@@ -20,14 +18,13 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
+from calls.rowcursor import pipelined, shared_cursor
 from calls.rowwrites import (
-    pipelined,
     row_new,
     rows_insert,
     rows_keys_reserved,
     rows_locked,
     rows_update,
-    shared_cursor,
 )
 from notifications.services import outbox_enqueue_for_delivery
 
@@ -46,29 +43,19 @@ CALL_MERGE_COLUMNS = ("call_id", "field_versions", "last_event_at")
 
 
 def call_lock_or_create(*, call_id: str) -> Call:
-    """The call's row, locked until the surrounding transaction ends; created if new."""
-    return calls_lock_or_create(call_ids=[call_id])[call_id]
+    """The call's row, locked until the surrounding transaction ends; created if new.
 
-
-def calls_lock_or_create(*, call_ids: Collection[str]) -> dict[str, Call]:
-    """The calls' rows by ``call_id``, locked until the transaction ends; created if new.
-
-    The lock serialises concurrent deliveries for one call (Retell retries while the first
-    attempt is still in flight), so the duplicate check and the merge below see each
-    other's work. Rows are locked in ``call_id`` order, so two transactions never wait on
-    each other in a cycle. INSERT ... ON CONFLICT DO NOTHING makes a racing creator wait
-    for the first one's commit instead of failing.
+    The lock serialises concurrent writes for one call, so the duplicate check and the
+    merge see each other's work. INSERT ... ON CONFLICT DO NOTHING makes a racing creator
+    wait for the first one's commit instead of failing; it then locks that row instead.
+    (A webhook batch locks many calls at once: ``_calls_locked_or_new``.)
     """
-    calls = {call.call_id: call for call in _calls_locked(call_ids)}
-    missing = sorted(set(call_ids) - calls.keys())
-    if missing:
-        new = rows_insert([Call(call_id=call_id) for call_id in missing], unless_exists="call_id")
-        # Rows inserted here are this transaction's own until it commits: already locked.
-        calls.update((call.call_id, _as_locked(call)) for call in new)
-        raced = [call_id for call_id in missing if call_id not in calls]
-        if raced:  # created by another transaction since the first read: lock those
-            calls.update((call.call_id, call) for call in _calls_locked(raced))
-    return calls
+    locked = _calls_locked([call_id])
+    if not locked:
+        created = rows_insert([row_new(Call, call_id=call_id)], unless_exists="call_id")
+        # A row inserted here is this transaction's own until it commits: already locked.
+        locked = [_as_locked(call) for call in created] or _calls_locked([call_id])
+    return locked[0]
 
 
 def _calls_locked(call_ids: Collection[str]) -> list[Call]:
@@ -121,14 +108,10 @@ def _merged_columns(changed: Iterable[str]) -> list[str]:
     return [*changed, *MERGE_BOOKKEEPING]
 
 
-def _save_merged(call: Call, changed: Iterable[str]) -> None:
-    rows_update([(call, _merged_columns(changed))])
-
-
 def call_observe(*, call: Call, observation: Observation, seen_at: datetime) -> list[str]:
     """Merge ``observation`` into the locked ``call`` and save; returns the changed columns."""
     changed = call_merge(call=call, observation=observation, seen_at=seen_at)
-    _save_merged(call, changed)
+    rows_update([(call, _merged_columns(changed))])
     return changed
 
 
@@ -229,7 +212,7 @@ def _recorded_once(
     deliveries: Sequence[IncomingDelivery], taken_for_new: list[str]
 ) -> list[DeliveryOutcome]:
     # The cursor outlives the pipeline, and the pipeline the transaction: its COMMIT is
-    # sent with the writes (rowwrites.pipelined). Only a transaction of its own: inside
+    # sent with the writes (rowcursor.pipelined). Only a transaction of its own: inside
     # another, this block ends with a savepoint's release, which would leave an error in
     # the writes to surface after Django took the block for done.
     outermost = not connection.in_atomic_block
@@ -304,7 +287,8 @@ def _event_row(
 def _calls_locked_or_new(call_ids: Collection[str]) -> tuple[dict[str, Call], list[Call]]:
     """The batch's calls by ``call_id``, and which of them are new.
 
-    Stored calls are locked, as ``calls_lock_or_create`` locks them. New ones are not
+    Stored calls are locked, as ``call_lock_or_create`` locks one, in ``call_id``
+    order, so two transactions never wait on each other in a cycle. New ones are not
     inserted yet: their keys are reserved, so their events can refer to them, and
     ``_merge_events`` inserts each once, whole, where inserting a blank row to update it
     later wrote every new call twice (on PostgreSQL, a second row version and an entry in
@@ -333,7 +317,9 @@ def _merge_events(
         observation = delivery_observation(event=row, call=call_object)
         columns = call_merge(call=row.call, observation=observation, seen_at=now)
         changed.setdefault(row.call, set()).update(columns)
-    _insert_new_calls(new_calls)
+    # A new call another transaction stored since this one looked fails this insert on its
+    # unique call_id (in a pipeline, at the COMMIT); call_events_record then writes again.
+    rows_insert(new_calls, keyed=True)
     new_keys = {call.pk for call in new_calls}
     rows_update(
         (call, _merged_columns(names)) for call, names in changed.items() if call.pk not in new_keys
@@ -343,16 +329,6 @@ def _merge_events(
     # or not at all, and the request itself never touches the network (design rule 5).
     for row, _ in rows:
         outbox_enqueue_for_delivery(call=row.call, event=row)
-
-
-def _insert_new_calls(calls: list[Call]) -> None:
-    """Insert the batch's new calls, merged, under their reserved keys.
-
-    If another transaction stored one of them since this one looked, the insert fails on
-    its unique ``call_id`` (in a pipeline, at the COMMIT), and ``call_events_record``
-    writes the batch again.
-    """
-    rows_insert(calls, keyed=True)
 
 
 def _count_redelivery(*, body_sha256: str, now: datetime) -> CallEvent:
@@ -417,67 +393,4 @@ def call_socket_session_record(
         payload_key="",  # the body is the summary itself, not an envelope around it
         first_received_at=seen_at,
         last_received_at=seen_at,
-    )
-
-
-# --- Replay (admin action) ----------------------------------------------------------------
-# Stored deliveries merged again through the same merge as on arrival: repairs calls after a
-# merge fix or a restored backup. The merge is idempotent, so replaying changes nothing when
-# the call already reflects its events. Socket sessions store a summary, not a call object,
-# so only deliveries of call objects are replayed.
-REPLAYABLE_SOURCES = (EventSource.WEBHOOK, EventSource.RETELL_API)
-# Bookkeeping columns that every merge touches; not worth showing as a change.
-REPLAY_QUIET_FIELDS = {"field_versions", "updated_at", "last_event_at"}
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayChange:
-    call_id: str
-    field: str
-    before: Any
-    after: Any
-
-
-@dataclass(frozen=True, slots=True)
-class ReplayResult:
-    replayed: int
-    skipped: int
-    changes: list[ReplayChange]
-    dry_run: bool
-
-
-def _replay_call(*, call: Call, events: list[CallEvent]) -> list[ReplayChange]:
-    before = call.column_values()
-    for event in events:
-        observation = delivery_observation(event=event)
-        call_observe(call=call, observation=observation, seen_at=event.first_received_at)
-    after = call.column_values()
-    return [
-        ReplayChange(call_id=call.call_id, field=name, before=value, after=after[name])
-        for name, value in before.items()
-        if name not in REPLAY_QUIET_FIELDS and value != after[name]
-    ]
-
-
-@transaction.atomic
-def call_events_replay(*, event_ids: Iterable[int], dry_run: bool) -> ReplayResult:
-    """Merge the given stored events into their calls again, oldest first per call.
-
-    A dry run does exactly the same work and then rolls its savepoint back, so what it
-    reports is what a real replay would change.
-    """
-    ids = set(event_ids)
-    events = list(
-        CallEvent.objects.filter(pk__in=ids, source__in=REPLAYABLE_SOURCES).order_by(
-            "call_id", "first_received_at", "pk"
-        )
-    )
-    changes: list[ReplayChange] = []
-    for call_pk, group in groupby(events, key=attrgetter("call_id")):
-        call = Call.objects.select_for_update().get(pk=call_pk)
-        changes.extend(_replay_call(call=call, events=list(group)))
-    if dry_run:
-        transaction.set_rollback(True)
-    return ReplayResult(
-        replayed=len(events), skipped=len(ids) - len(events), changes=changes, dry_run=dry_run
     )

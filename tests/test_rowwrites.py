@@ -13,13 +13,13 @@ from django.db.models.signals import ModelSignal, post_save, pre_save
 from django.utils import timezone
 
 from calls.models import Call, CallEvent
+from calls.rowcursor import shared_cursor
 from calls.rowwrites import (
     row_new,
     rows_insert,
     rows_keys_reserved,
     rows_locked,
     rows_update,
-    shared_cursor,
 )
 from tests.factories import CallFactory
 
@@ -293,3 +293,4 @@ def test_new_rows_get_a_fresh_value_of_a_callable_default() -> None:
 def test_a_new_row_refuses_a_field_the_model_lacks() -> None:
     with pytest.raises(TypeError, match="has no fields \\['colour'\\]"):
         row_new(Call, call_id="call_1", colour="red")
+

@@ -14,8 +14,9 @@ from calls.llm.records import prior_utterances
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook, parse_webhook_for_merge
 from calls.reconcile import call_snapshot_reconcile
+from calls.replay import call_events_replay
 from calls.selectors import call_transcript_get, live_calls_by_pk, transcript_turns
-from calls.services import call_event_record, call_events_replay, call_socket_observe
+from calls.services import call_event_record, call_socket_observe
 from tests import retell
 
 pytestmark = pytest.mark.django_db
