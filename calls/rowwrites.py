@@ -107,8 +107,12 @@ def rows_insert(
     With ``unless_exists`` (a unique column), a row whose value is already stored is
     skipped (ON CONFLICT DO NOTHING) and left out of the result, so one statement both
     inserts and tells what was there already. With ``keyed``, the rows' own primary keys
-    are inserted (from ``rows_keys_reserved``) instead of the database's next ones.
+    are inserted (from ``rows_keys_reserved``) instead of the database's next ones, and
+    nothing is read back: an insert that can be sent without waiting for its answer
+    (rowcursor.pipelined), so it cannot skip rows and say which.
     """
+    if keyed and unless_exists is not None:
+        raise ValueError("a keyed insert reads nothing back: it cannot skip stored rows")
     if not objs:
         return []
     model = type(objs[0])
@@ -118,7 +122,7 @@ def rows_insert(
     returned = _inserted(
         connection, model, rows, unless_exists=unless_exists, keyed=keyed, using=using
     )
-    if keyed and unless_exists is None:
+    if keyed:
         inserted, keys = list(objs), [obj.pk for obj in objs]
     elif unless_exists is None:
         inserted, keys = list(objs), [row[0] for row in returned]
@@ -201,7 +205,7 @@ def _inserted(
             chunk = rows[start : start + per_statement]
             params = [value for row in chunk for value in row]
             cursor.execute(_insert_sql(model, len(chunk), unless_exists, keyed, using), params)
-            if not keyed or unless_exists is not None:  # else nothing is returned
+            if not keyed:
                 returned += cursor.fetchall()
     return returned
 
@@ -334,8 +338,8 @@ def _insert_sql(
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)
     table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
-    if keyed and unless_exists is None:
-        ending = ""  # the keys are the rows' own: nothing to read back (rowcursor.pipelined)
+    if keyed:
+        ending = ""  # the keys are the rows' own: nothing to read back
     elif unless_exists is None:
         ending = f"RETURNING {pk}"
     else:

@@ -256,7 +256,7 @@ def test_reserved_keys_are_free_and_inserted_as_given() -> None:
     assert min(keys) > highest
     assert rows_keys_reserved(Call, 0) == []
     calls = [Call(pk=key, call_id=f"call_keyed_{key}") for key in reversed(keys)]
-    inserted = rows_insert(calls, unless_exists="call_id", keyed=True)
+    inserted = rows_insert(calls, keyed=True)
     assert [call.pk for call in inserted] == list(reversed(keys))
     assert not any(call._state.adding for call in inserted)
     stored = Call.objects.in_bulk(keys)
@@ -294,3 +294,7 @@ def test_a_new_row_refuses_a_field_the_model_lacks() -> None:
     with pytest.raises(TypeError, match="has no fields \\['colour'\\]"):
         row_new(Call, call_id="call_1", colour="red")
 
+
+def test_a_keyed_insert_refuses_to_skip_stored_rows() -> None:
+    with pytest.raises(ValueError, match="reads nothing back"):
+        rows_insert([Call(pk=1, call_id="call_1")], unless_exists="call_id", keyed=True)
