@@ -64,6 +64,28 @@ def pipelined(connection: Any, stack: ExitStack) -> None:
         stack.enter_context(psycopg_connection.pipeline())
 
 
+def commit_pipelined(stack: ExitStack, using: str = DEFAULT_DB_ALIAS) -> None:
+    """End the transaction inside the pipeline ``pipelined`` opened on ``stack``, if it
+    did, and close it: the COMMIT goes with the writes, and all their answers come back in
+    one round trip. Django's own commit, when the atomic block ends, then finds the
+    transaction closed and sends nothing. Elsewhere this only closes ``stack``.
+
+    Left to Django, the COMMIT went into the pipeline too, but psycopg then waited on the
+    pipeline three times: for the COMMIT, for switching autocommit back on (in a pipeline
+    it cannot know the transaction status without the answers), and when the pipeline
+    closed. Two of a batch's seven round trips carried nothing.
+
+    If a write fails, the COMMIT is refused with it: closing the pipeline raises inside
+    the atomic block, which rolls back as for any error.
+    """
+    connection = connections[using]
+    if in_pipeline(connection):
+        with cursor_for(connection) as cursor:
+            cursor.execute("COMMIT")
+    with connection.wrap_database_errors:  # psycopg's errors as Django's, as from a cursor
+        stack.close()
+
+
 def in_pipeline(connection: Any) -> bool:
     psycopg_connection = connection.connection
     if connection.vendor != "postgresql" or psycopg_connection is None:

@@ -18,7 +18,7 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
-from calls.rowcursor import pipelined, shared_cursor
+from calls.rowcursor import commit_pipelined, pipelined, shared_cursor
 from calls.rowwrites import (
     row_new,
     rows_insert,
@@ -211,15 +211,17 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
 def _recorded_once(
     deliveries: Sequence[IncomingDelivery], taken_for_new: list[str]
 ) -> list[DeliveryOutcome]:
-    # The cursor outlives the pipeline, and the pipeline the transaction: its COMMIT is
-    # sent with the writes (rowcursor.pipelined). Only a transaction of its own: inside
+    # The cursor outlives the transaction, and the transaction its pipeline, which ends
+    # with the COMMIT (rowcursor.commit_pipelined). Only a transaction of its own: inside
     # another, this block ends with a savepoint's release, which would leave an error in
     # the writes to surface after Django took the block for done.
     outermost = not connection.in_atomic_block
-    with shared_cursor(), ExitStack() as pipeline, transaction.atomic():
-        return _events_recorded(
+    with shared_cursor(), transaction.atomic(), ExitStack() as pipeline:
+        outcomes = _events_recorded(
             deliveries, pipeline=pipeline if outermost else None, taken_for_new=taken_for_new
         )
+        commit_pipelined(pipeline)
+        return outcomes
 
 
 def _events_recorded(

@@ -332,8 +332,18 @@ def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
         pipeline_states.append(_pipeline_status())
         real_update(changes)
 
+    syncs = []
     if connection.vendor == "postgresql":
+        from psycopg._pipeline_base import BasePipeline
+
+        real_sync = BasePipeline._enqueue_sync
+
+        def counted_sync(pipeline: BasePipeline) -> None:
+            syncs.append(1)
+            real_sync(pipeline)
+
         monkeypatch.setattr(services, "rows_update", spying)
+        monkeypatch.setattr(BasePipeline, "_enqueue_sync", counted_sync)
     bodies = lifecycle_bodies(CALL_ID)
     call_events_record(deliveries=[incoming(bodies[0])])
     outcomes = call_events_record(deliveries=[incoming(bodies[3]), incoming(bodies[0])])
@@ -345,6 +355,8 @@ def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
     if connection.vendor == "postgresql":
         assert pipeline_states == ["ON", "ON"]
         assert _pipeline_status() == "OFF"
+        # One wait per batch on the pipeline, for everything it sent, COMMIT included.
+        assert len(syncs) == 2
 
 
 @pytest.mark.django_db(transaction=True)
