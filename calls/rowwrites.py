@@ -224,17 +224,17 @@ def rows_locked(
     """
     if not values:
         return []
-    names = _locked_names(model, key, tuple(columns))
-    converters = _converters(model, names, using)
+    names = locked_names(model, key, tuple(columns))
+    converters = column_converters(model, names, using)
     connection = connections[using]
-    with cursor_for(connection) as cursor, _planned_each_time(connection):
+    with cursor_for(connection) as cursor, planned_each_time(connection):
         cursor.execute(_locked_sql(model, key, names, len(values), using), sorted(values))
         rows = cursor.fetchall()
-    return [model.from_db(using, names, _converted(row, converters, connection)) for row in rows]
+    return [model.from_db(using, names, converted(row, converters, connection)) for row in rows]
 
 
 @contextmanager
-def _planned_each_time(connection: Any) -> Iterator[None]:
+def planned_each_time(connection: Any) -> Iterator[None]:
     """On PostgreSQL, statements sent meanwhile are not prepared: the server plans each for
     its own parameters and the table as it is now.
 
@@ -271,7 +271,7 @@ Converter = Callable[[Any, Any, Any], Any]
 ColumnConverters = tuple[Any, tuple[Converter, ...]]  # (column expression, converters)
 
 
-def _converted(
+def converted(
     row: Sequence[Any], columns: Sequence[ColumnConverters], connection: Any
 ) -> list[Any]:
     values = list(row)
@@ -282,7 +282,7 @@ def _converted(
 
 
 @cache
-def _converters(
+def column_converters(
     model: type[Model], names: tuple[str, ...], using: str
 ) -> tuple[ColumnConverters, ...]:
     """Per column, what turns the database's value into the field's (the backend's
@@ -358,7 +358,7 @@ def _field(model: type[Model], name: str) -> Field[Any, Any]:
 
 
 @cache
-def _locked_names(model: type[Model], key: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+def locked_names(model: type[Model], key: str, columns: tuple[str, ...]) -> tuple[str, ...]:
     """The attribute names a locked read loads (the primary key, ``key``, ``columns``) in
     the model's field order, which ``Model.from_db`` expects."""
     loaded = {_field(model, name).attname for name in ("pk", key, *columns)}

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from calls.batchread import CALL_MERGE_COLUMNS, BatchRead, batch_read
 from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
@@ -22,7 +24,6 @@ from calls.rowcursor import commit_pipelined, pipelined, shared_cursor
 from calls.rowwrites import (
     row_new,
     rows_insert,
-    rows_keys_reserved,
     rows_locked,
     rows_update,
 )
@@ -36,19 +37,13 @@ class DeliveryOutcome:
     created: bool  # False when this was a re-delivery of an event already stored
 
 
-# What the merge reads of a locked call; it writes only what changed. The rest (the
-# transcript twice over is tens of KB of JSON to decode) is not read; code that does use a
-# column loads it on first access.
-CALL_MERGE_COLUMNS = ("call_id", "field_versions", "last_event_at")
-
-
 def call_lock_or_create(*, call_id: str) -> Call:
     """The call's row, locked until the surrounding transaction ends; created if new.
 
     The lock serialises concurrent writes for one call, so the duplicate check and the
     merge see each other's work. INSERT ... ON CONFLICT DO NOTHING makes a racing creator
     wait for the first one's commit instead of failing; it then locks that row instead.
-    (A webhook batch locks many calls at once: ``_calls_locked_or_new``.)
+    (A webhook batch locks many calls at once: calls/batchread.py.)
     """
     locked = _calls_locked([call_id])
     if not locked:
@@ -181,9 +176,9 @@ def call_event_record(
     return call_events_record(deliveries=[delivery])[0]
 
 
-# A batch whose new call another transaction stored first is written again, and then finds
-# it stored: a retry of a call's first delivery racing the original, say. Races on the
-# same call cannot go on for long, but a limit keeps a fault from looping.
+# A batch that took for unstored a call or a body another transaction stored meanwhile is
+# written again, and then finds it stored: a retry of a delivery racing the original, say.
+# Races on the same call cannot go on for long, but a limit keeps a fault from looping.
 NEW_CALL_ATTEMPTS = 3
 
 
@@ -191,73 +186,132 @@ def call_events_record(*, deliveries: Sequence[IncomingDelivery]) -> list[Delive
     """Store verified deliveries and merge each into its call, all in one transaction.
 
     Each delivery ends as ``call_event_record`` describes. Many at once is the webhook's
-    group commit (calls/ingest.py): one transaction, and one statement per step rather than
-    per delivery (lock the calls, look for duplicates, insert the events); each call is
-    then saved once with everything merged into it, in arrival order.
+    group commit (calls/ingest.py): one transaction, one read for the whole batch (lock
+    the calls, look for stored bodies, reserve keys: calls/batchread.py), one statement per
+    step rather than per delivery; each call is then saved once with everything merged
+    into it, in arrival order.
     """
+    if not deliveries:
+        return []
     attempts = NEW_CALL_ATTEMPTS
     while True:
-        taken_for_new: list[str] = []  # call ids this attempt found unstored
+        taken = _Taken(call_ids=[], digests=[])
         try:
-            return _recorded_once(deliveries, taken_for_new)
+            return _recorded_once(deliveries, taken)
         except IntegrityError:
             attempts -= 1
             # Stored by now, by another transaction (whose INSERT this one's waited for):
             # written again, the batch finds them stored. Anything else is a real fault.
-            if not attempts or not Call.objects.filter(call_id__in=taken_for_new).exists():
+            if not attempts or not taken.stored_meanwhile():
                 raise
 
 
-def _recorded_once(
-    deliveries: Sequence[IncomingDelivery], taken_for_new: list[str]
-) -> list[DeliveryOutcome]:
+@dataclass(frozen=True, slots=True)
+class _Taken:
+    """What an attempt found unstored and inserted as new."""
+
+    call_ids: list[str]
+    digests: list[str]
+
+    def stored_meanwhile(self) -> bool:
+        return (
+            Call.objects.filter(call_id__in=self.call_ids).exists()
+            or CallEvent.objects.filter(body_sha256__in=self.digests).exists()
+        )
+
+
+def _recorded_once(deliveries: Sequence[IncomingDelivery], taken: _Taken) -> list[DeliveryOutcome]:
     # The cursor outlives the transaction, and the transaction its pipeline, which ends
     # with the COMMIT (rowcursor.commit_pipelined). Only a transaction of its own: inside
     # another, this block ends with a savepoint's release, which would leave an error in
     # the writes to surface after Django took the block for done.
     outermost = not connection.in_atomic_block
     with shared_cursor(), transaction.atomic(), ExitStack() as pipeline:
-        outcomes = _events_recorded(
-            deliveries, pipeline=pipeline if outermost else None, taken_for_new=taken_for_new
-        )
+        outcomes = _events_recorded(deliveries, taken, pipeline if outermost else None)
         commit_pipelined(pipeline)
         return outcomes
 
 
 def _events_recorded(
-    deliveries: Sequence[IncomingDelivery],
-    *,
-    pipeline: ExitStack | None,
-    taken_for_new: list[str],
+    deliveries: Sequence[IncomingDelivery], taken: _Taken, pipeline: ExitStack | None
 ) -> list[DeliveryOutcome]:
     now = timezone.now()
-    calls, new_calls = _calls_locked_or_new({d.event.call_id for d in deliveries})
-    taken_for_new += [call.call_id for call in new_calls]
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
-    rows: dict[str, CallEvent] = {}  # the first delivery of each body in this batch
-    for delivery, digest in zip(deliveries, digests, strict=True):
-        if digest not in rows:
-            call = calls[delivery.event.call_id]
-            rows[digest] = _event_row(delivery, call=call, body_sha256=digest, now=now)
-    # One statement inserts the new bodies and skips those stored before (re-deliveries).
-    fresh = {
-        row.body_sha256: row
-        for row in rows_insert(list(rows.values()), unless_exists="body_sha256")
-    }
-    calls_read = {digest: d.event.call for d, digest in zip(deliveries, digests, strict=True)}
-    merged = [(row, calls_read[digest]) for digest, row in fresh.items()]
+    call_ids = {d.event.call_id for d in deliveries}
+    read = batch_read(call_ids, set(digests))
     if pipeline is not None:  # what is left reads nothing back: sent with the COMMIT
         pipelined(connection, pipeline)
-    _merge_events(merged, new_calls=new_calls, now=now)
+    calls, new_calls = _calls_by_id(read, call_ids)
+    rows = _new_event_rows(deliveries, digests, calls=calls, read=read, now=now)
+    taken.call_ids.extend(call.call_id for call in new_calls)
+    taken.digests.extend(rows)
+    rows_insert([row for row, _ in rows.values()], keyed=True)
+    _merge_events(list(rows.values()), new_calls=new_calls, now=now)
+    return _outcomes(deliveries, digests, calls=calls, rows=rows, read=read, now=now)
+
+
+def _calls_by_id(read: BatchRead, call_ids: Collection[str]) -> tuple[dict[str, Call], list[Call]]:
+    """The batch's calls by ``call_id``, and which of them are new: the stored ones as
+    locked, new ones under the keys the read reserved. New ones are not inserted yet:
+    their events can refer to them by key, and ``_merge_events`` inserts each once, whole,
+    where inserting a blank row to update it later wrote every new call twice (on
+    PostgreSQL, a second row version and an entry in each of its eleven indexes)."""
+    calls = {call.call_id: call for call in read.calls}
+    missing = sorted(set(call_ids) - calls.keys())
+    new_calls = [
+        row_new(Call, id=key, call_id=call_id)
+        for key, call_id in zip(read.new_call_keys, missing, strict=True)
+    ]
+    calls.update((call.call_id, call) for call in new_calls)
+    return calls, new_calls
+
+
+NewEvents = dict[str, tuple[CallEvent, dict[str, Any]]]  # by digest: the row, its call object
+
+
+def _new_event_rows(
+    deliveries: Sequence[IncomingDelivery],
+    digests: Sequence[str],
+    *,
+    calls: Mapping[str, Call],
+    read: BatchRead,
+    now: datetime,
+) -> NewEvents:
+    """An event row, under a reserved key, for the first delivery of each body not stored."""
+    keys = iter(read.new_event_keys)
+    rows: NewEvents = {}
+    for delivery, digest in zip(deliveries, digests, strict=True):
+        if digest not in read.stored_events and digest not in rows:
+            call = calls[delivery.event.call_id]
+            row = _event_row(delivery, call=call, key=next(keys), digest=digest, now=now)
+            rows[digest] = (row, delivery.event.call)
+    return rows
+
+
+def _outcomes(
+    deliveries: Sequence[IncomingDelivery],
+    digests: Sequence[str],
+    *,
+    calls: Mapping[str, Call],
+    rows: NewEvents,
+    read: BatchRead,
+    now: datetime,
+) -> list[DeliveryOutcome]:
+    """Each delivery's outcome, in order; re-deliveries (of a body stored before, or
+    earlier in this batch) counted on the stored event."""
+    events = {digest: row for digest, (row, _) in rows.items()}
     outcomes = []
+    redelivered: Counter[int] = Counter()
     for delivery, digest in zip(deliveries, digests, strict=True):
         call = calls[delivery.event.call_id]
-        row = fresh.pop(digest, None)  # only the first delivery of these bytes made a row
+        row = events.pop(digest, None)  # only the first delivery of these bytes made a row
         if row is not None:
             outcomes.append(DeliveryOutcome(call=call, event=row, created=True))
-        else:
-            redelivered = _count_redelivery(body_sha256=digest, now=now)
-            outcomes.append(DeliveryOutcome(call=call, event=redelivered, created=False))
+            continue
+        key = read.stored_events[digest] if digest in read.stored_events else rows[digest][0].pk
+        redelivered[key] += 1
+        outcomes.append(DeliveryOutcome(call=call, event=_stored_event(key), created=False))
+    _count_redeliveries(redelivered, now=now)
     return outcomes
 
 
@@ -265,15 +319,16 @@ _EVENT_CALL = CallEvent._meta.get_field("call")
 
 
 def _event_row(
-    delivery: IncomingDelivery, *, call: Call, body_sha256: str, now: datetime
+    delivery: IncomingDelivery, *, call: Call, key: int, digest: str, now: datetime
 ) -> CallEvent:
     row = row_new(
         CallEvent,
+        id=key,
         call_id=call.pk,
         event=delivery.event.event,
         source=delivery.source,
         raw_body=delivery.raw_body.decode("utf-8"),
-        body_sha256=body_sha256,
+        body_sha256=digest,
         payload_key=delivery.event.payload_key,
         first_received_at=now,
         last_received_at=now,
@@ -284,26 +339,6 @@ def _event_row(
     if delivery.event.complete:
         row.remember_payload(delivery.event.call)  # parsed already (parse_webhook): not again
     return row
-
-
-def _calls_locked_or_new(call_ids: Collection[str]) -> tuple[dict[str, Call], list[Call]]:
-    """The batch's calls by ``call_id``, and which of them are new.
-
-    Stored calls are locked, as ``call_lock_or_create`` locks one, in ``call_id``
-    order, so two transactions never wait on each other in a cycle. New ones are not
-    inserted yet: their keys are reserved, so their events can refer to them, and
-    ``_merge_events`` inserts each once, whole, where inserting a blank row to update it
-    later wrote every new call twice (on PostgreSQL, a second row version and an entry in
-    each of its eleven indexes).
-    """
-    calls = {call.call_id: call for call in _calls_locked(call_ids)}
-    missing = sorted(set(call_ids) - calls.keys())
-    keys = rows_keys_reserved(Call, len(missing))
-    new_calls = [
-        row_new(Call, id=key, call_id=call_id) for key, call_id in zip(keys, missing, strict=True)
-    ]
-    calls.update((call.call_id, call) for call in new_calls)
-    return calls, new_calls
 
 
 def _merge_events(
@@ -333,10 +368,20 @@ def _merge_events(
         outbox_enqueue_for_delivery(call=row.call, event=row)
 
 
-def _count_redelivery(*, body_sha256: str, now: datetime) -> CallEvent:
-    stored = CallEvent.objects.filter(body_sha256=body_sha256)
-    stored.update(delivery_count=F("delivery_count") + 1, last_received_at=now)
-    return stored.get()
+def _stored_event(key: int) -> CallEvent:
+    """A stored event by key, its columns loaded on first access (a re-delivery's answer
+    needs none of them)."""
+    return CallEvent.from_db(DEFAULT_DB_ALIAS, ["id"], [key])
+
+
+def _count_redeliveries(counts: Mapping[int, int], *, now: datetime) -> None:
+    """Add each stored event's re-deliveries in this batch to its count; read nothing back,
+    so on PostgreSQL the update goes with the COMMIT."""
+    for times in set(counts.values()):
+        keys = [key for key, n in counts.items() if n == times]
+        CallEvent.objects.filter(pk__in=keys).update(
+            delivery_count=F("delivery_count") + times, last_received_at=now
+        )
 
 
 # --- The call socket's records (calls/llm/) ---------------------------------------------

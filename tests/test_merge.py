@@ -16,8 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from calls import merge, services
+from calls.batchread import BatchRead
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
+from calls.rowwrites import rows_keys_reserved
 from calls.services import IncomingDelivery, call_event_record, call_events_record
 from tests import retell
 from tests.merged import merged_state
@@ -246,19 +248,20 @@ def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     call_ids = [f"call_batch_{n}" for n in range(8)]
     bodies = {call_id: lifecycle_bodies(call_id) for call_id in call_ids}
     started_and_ended = [incoming(bodies[c][i]) for c in call_ids for i in (0, 3)]
+    postgresql = connection.vendor == "postgresql"
     with CaptureQueriesContext(connection) as queries:
         call_events_record(deliveries=started_and_ended)
     assert steps(queries) == [
-        # Lock the stored calls (none yet), then reserve keys for the new ones: on SQLite
-        # from the calls table, on PostgreSQL from its sequence (a statement that names no
-        # table, so not counted here).
-        ("SELECT", "calls_call"),
-        ("INSERT", "calls_callevent"),  # store the bodies, skipping those stored before
+        # Lock the stored calls (none yet), find the stored bodies (none), reserve keys
+        # for the new calls and bodies: on PostgreSQL in one statement (calls/batchread.py),
+        # on SQLite one after the other, the keys from each table's highest.
+        *([("WITH", "calls_call")] if postgresql else [("SELECT", "calls_call")]),
+        *([] if postgresql else [("SELECT", "calls_callevent"), *_SQLITE_KEYS]),
+        ("INSERT", "calls_callevent"),  # the new bodies, under their reserved keys
         ("INSERT", "calls_call"),  # the new calls, merged: inserted whole, not updated
     ]
     # One statement per step, but on PostgreSQL inserts of at most 50 parameters each
-    # (calls/rowwrites.py): 8 calls of 38 columns, 16 events of 11.
-    postgresql = connection.vendor == "postgresql"
+    # (calls/rowwrites.py): 8 calls of 38 columns, 16 events of 12.
     sent = statements(queries)
     assert sent.count(("INSERT", "calls_call")) == (8 if postgresql else 1)
     assert sent.count(("INSERT", "calls_callevent")) == (4 if postgresql else 1)
@@ -266,14 +269,37 @@ def test_a_batch_makes_one_step_per_stage_however_many_deliveries(settings):
     with CaptureQueriesContext(connection) as queries:
         call_events_record(deliveries=analyzed_and_a_repeat)
     assert steps(queries) == [
-        ("SELECT", "calls_call"),
+        *([("WITH", "calls_call")] if postgresql else [("SELECT", "calls_call")]),
+        # (On SQLite, the stored bodies and the highest event key: one step as counted.)
+        *([] if postgresql else [("SELECT", "calls_callevent")]),
         ("INSERT", "calls_callevent"),
         ("UPDATE", "calls_call"),
-        ("UPDATE", "calls_callevent"),  # the repeat: its delivery count
-        ("SELECT", "calls_callevent"),
+        ("UPDATE", "calls_callevent"),  # the repeat: its delivery count, nothing read back
     ]
     winners = Call.objects.values_list("call_object_event__event", flat=True)
     assert set(winners) == {"call_analyzed"}
+
+
+# On SQLite, the highest keys given so far: for new calls, then for new events.
+_SQLITE_KEYS = [("SELECT", "calls_call"), ("SELECT", "calls_callevent")]
+
+
+def _stale_reads(monkeypatch: pytest.MonkeyPatch, *, times: int) -> list[list[str]]:
+    """The batch's first ``times`` reads find no stored call, as when another transaction
+    stores the call after the read; returns the call ids of every read."""
+    real_read = services.batch_read
+    looks: list[list[str]] = []
+
+    def stale(call_ids: Any, digests: Any) -> BatchRead:
+        read = real_read(call_ids, digests)
+        looks.append(sorted(call_ids))
+        if len(looks) <= times:
+            read.new_call_keys += rows_keys_reserved(Call, len(read.calls))
+            read.calls = []
+        return read
+
+    monkeypatch.setattr(services, "batch_read", stale)
+    return looks
 
 
 def _stored_meanwhile_and_written_again(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -283,14 +309,7 @@ def _stored_meanwhile_and_written_again(monkeypatch: pytest.MonkeyPatch) -> None
     or storing the event twice."""
     bodies = lifecycle_bodies(CALL_ID)
     first = call_events_record(deliveries=[incoming(bodies[0])])[0]
-    real_locked = services._calls_locked
-    looks = []
-
-    def stale_once(call_ids: Any) -> list[Call]:
-        looks.append(sorted(call_ids))
-        return [] if len(looks) == 1 else real_locked(call_ids)
-
-    monkeypatch.setattr(services, "_calls_locked", stale_once)
+    looks = _stale_reads(monkeypatch, times=1)
     outcome = call_events_record(deliveries=[incoming(bodies[3])])[0]
     assert looks == [[CALL_ID], [CALL_ID]]
     assert outcome.created
@@ -308,7 +327,7 @@ def test_a_new_call_another_transaction_stored_meanwhile_is_written_again(monkey
 def test_a_new_call_that_keeps_being_stored_meanwhile_fails_without_writing(monkeypatch):
     bodies = lifecycle_bodies(CALL_ID)
     call_events_record(deliveries=[incoming(bodies[0])])
-    monkeypatch.setattr(services, "_calls_locked", lambda call_ids: [])
+    _stale_reads(monkeypatch, times=services.NEW_CALL_ATTEMPTS)
     with pytest.raises(IntegrityError):
         call_events_record(deliveries=[incoming(bodies[3])])
     assert CallEvent.objects.count() == 1
@@ -366,3 +385,47 @@ def test_a_new_call_stored_meanwhile_fails_the_commit_and_the_batch_is_written_a
     """As above, in a transaction of its own: on PostgreSQL the insert is pipelined and
     fails only at the COMMIT, and nothing of the first attempt is kept."""
     _stored_meanwhile_and_written_again(monkeypatch)
+
+
+def _body_stored_meanwhile_and_counted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The batch takes a stored body for new (its read, made stale once, finds it
+    unstored), as when a retry races the original delivery: its insert fails on the
+    body's digest, and the batch, written again, counts a re-delivery instead of storing
+    the event twice or merging it again."""
+    bodies = lifecycle_bodies(CALL_ID)
+    first = call_events_record(deliveries=[incoming(bodies[0])])[0]
+    real_read = services.batch_read
+    reads: list[BatchRead] = []
+
+    def stale_once(call_ids: Any, digests: Any) -> BatchRead:
+        read = real_read(call_ids, digests)
+        if not reads:
+            read.new_event_keys += rows_keys_reserved(CallEvent, len(read.stored_events))
+            read.stored_events = {}
+        reads.append(read)
+        return read
+
+    monkeypatch.setattr(services, "batch_read", stale_once)
+    repeat, ended = call_events_record(deliveries=[incoming(bodies[0]), incoming(bodies[3])])
+    assert len(reads) == 2
+    assert (repeat.created, repeat.event.pk) == (False, first.event.pk)
+    assert ended.created
+    assert CallEvent.objects.get(pk=first.event.pk).delivery_count == 2
+    assert CallEvent.objects.count() == 2
+    assert Call.objects.get().status == "ended"
+
+
+@pytest.mark.django_db
+def test_a_body_another_transaction_stored_meanwhile_is_counted_when_written_again(
+    monkeypatch,
+):
+    _body_stored_meanwhile_and_counted(monkeypatch)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_body_stored_meanwhile_fails_the_commit_and_is_counted_when_written_again(
+    monkeypatch,
+):
+    """As above, in a transaction of its own: on PostgreSQL the insert is pipelined and
+    fails only at the COMMIT."""
+    _body_stored_meanwhile_and_counted(monkeypatch)
