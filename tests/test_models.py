@@ -8,7 +8,8 @@ from django.utils import timezone
 from calls.models import Call, CallEvent, EventSource
 from calls.payloads import parse_webhook
 from calls.reconcile import call_snapshot_reconcile
-from calls.services import call_event_record, call_socket_session_record
+from calls.services import call_event_record
+from calls.socket_services import call_socket_session_record
 from tests import retell
 from tests.factories import CallEventFactory, CallFactory
 

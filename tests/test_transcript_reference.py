@@ -16,7 +16,8 @@ from calls.payloads import parse_webhook, parse_webhook_for_merge
 from calls.reconcile import call_snapshot_reconcile
 from calls.replay import call_events_replay
 from calls.selectors import call_transcript_get, live_calls_by_pk, transcript_turns
-from calls.services import call_event_record, call_socket_observe
+from calls.services import call_event_record
+from calls.socket_services import call_socket_observe
 from tests import retell
 
 pytestmark = pytest.mark.django_db

@@ -24,7 +24,7 @@ from calls.models import CallStatus
 from calls.payloads import call_fields
 from calls.realtime import call_broadcast_on_commit
 from calls.selectors import calls_with_transcript
-from calls.services import call_socket_observe, call_socket_session_record
+from calls.socket_services import call_socket_observe, call_socket_session_record
 
 SPEAKERS = {"agent": "Agent", "user": "User"}
 T = TypeVar("T")
