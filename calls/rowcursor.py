@@ -1,15 +1,18 @@
 """The connection a webhook batch writes through: one cursor for the whole batch, and on
-PostgreSQL the writes after the merge sent with the COMMIT (calls/rowwrites.py's
-functions use both)."""
+PostgreSQL its statements queued and sent together (calls/rowwrites.py's functions use
+both)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any
 from weakref import WeakKeyDictionary
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from psycopg.pq import TransactionStatus
+
+from calls.rowpipeline import DeferredStatements
 
 # The cursor a block of row writes shares (``shared_cursor``), per connection object; a
 # connection belongs to one thread, so each thread sees only its own.
@@ -47,47 +50,66 @@ def cursor_for(connection: Any) -> Iterator[Any]:
             yield cursor
 
 
-def pipelined(connection: Any, stack: ExitStack) -> None:
-    """On PostgreSQL, send the connection's statements from now on without waiting for each
-    one's answer, until ``stack`` closes (after the transaction's COMMIT, which then goes
-    with them): psycopg's pipeline mode. Elsewhere, nothing changes.
+@contextmanager
+def batch_transaction(*, outermost: bool, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
+    """On PostgreSQL, for a transaction of its own (``outermost``: Django's atomic block
+    opened just before this one and has sent nothing yet), queue the block's row writes and
+    send them together (calls/rowpipeline.py): a statement whose rows are read waits for
+    its answer, the rest go with the COMMIT. Elsewhere, nothing changes.
 
-    A round trip costs both sides CPU of its own (system calls, waking the other
-    process): on the 2-core benchmark machine, a transaction of nine small statements
-    cost psycopg 495 µs and PostgreSQL 430 µs one by one, 420 and 310 µs in two pipelines.
-    A statement whose results are read (``fetchall``) still waits for them. Errors of the
-    others (a unique key taken meanwhile, say) surface at the COMMIT, and ``rowcount`` is
-    not known before it, so ``rows_update`` does not check it there.
-    """
-    psycopg_connection = connection.connection
-    if connection.vendor == "postgresql" and psycopg_connection is not None:
-        stack.enter_context(psycopg_connection.pipeline())
+    BEGIN and COMMIT are the block's own, with psycopg's autocommit on meanwhile, so that
+    psycopg adds neither, and the BEGIN goes with the first read rather than waiting on its
+    own; Django's commit at the end of the atomic block then finds the transaction closed
+    and sends nothing. A webhook batch so waits twice: for its read, and for its COMMIT.
+    Anything else run meanwhile through Django (the outbox's rows, say) first sends what
+    is queued, so statements still run in the order they were made.
 
-
-def commit_pipelined(stack: ExitStack, using: str = DEFAULT_DB_ALIAS) -> None:
-    """End the transaction inside the pipeline ``pipelined`` opened on ``stack``, if it
-    did, and close it: the COMMIT goes with the writes, and all their answers come back in
-    one round trip. Django's own commit, when the atomic block ends, then finds the
-    transaction closed and sends nothing. Elsewhere this only closes ``stack``.
-
-    Left to Django, the COMMIT went into the pipeline too, but psycopg then waited on the
-    pipeline three times: for the COMMIT, for switching autocommit back on (in a pipeline
-    it cannot know the transaction status without the answers), and when the pipeline
-    closed. Two of a batch's seven round trips carried nothing.
-
-    If a write fails, the COMMIT is refused with it: closing the pipeline raises inside
-    the atomic block, which rolls back as for any error.
+    Errors of queued statements (a unique key taken meanwhile, say) surface where they are
+    sent, and ``rowcount`` is not known before then, so ``rows_update`` does not check it.
     """
     connection = connections[using]
-    if in_pipeline(connection):
-        with cursor_for(connection) as cursor:
-            cursor.execute("COMMIT")
-    with connection.wrap_database_errors:  # psycopg's errors as Django's, as from a cursor
-        stack.close()
+    psycopg_connection = connection.connection
+    if not outermost or connection.vendor != "postgresql" or psycopg_connection is None:
+        yield
+        return
+    statements = DeferredStatements(connection)
+    shared = _shared_cursors.get(connection)
+    psycopg_connection.autocommit = True  # idle: Django's atomic block has sent nothing yet
+    _shared_cursors[connection] = statements
+    try:
+        statements.execute("BEGIN")
+        with connection.execute_wrapper(_after(statements)):
+            yield
+        statements.execute("COMMIT")
+        statements.flush()
+    finally:
+        if shared is None:
+            del _shared_cursors[connection]
+        else:
+            _shared_cursors[connection] = shared
+        _handed_back(psycopg_connection)
+
+
+def _after(statements: DeferredStatements) -> Any:
+    def queued_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        statements.flush()
+        return execute(sql, params, many, context)
+
+    return queued_first
+
+
+def _handed_back(psycopg_connection: Any) -> None:
+    """The connection as Django's atomic block left it: autocommit off, no transaction."""
+    if psycopg_connection.info.transaction_status in _OPEN:
+        psycopg_connection.rollback()  # an error in the block: Django's rollback follows
+    # A broken connection (status unknown) is left as it is: Django discards it.
+    if psycopg_connection.info.transaction_status == TransactionStatus.IDLE:
+        psycopg_connection.autocommit = False
+
+
+_OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)
 
 
 def in_pipeline(connection: Any) -> bool:
-    psycopg_connection = connection.connection
-    if connection.vendor != "postgresql" or psycopg_connection is None:
-        return False
-    return bool(psycopg_connection.pgconn.pipeline_status)
+    """Whether the connection's row writes are queued (``batch_transaction``)."""
+    return isinstance(_shared_cursors.get(connection), DeferredStatements)

@@ -16,7 +16,7 @@ written here (tests/test_rowwrites.py checks).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cache
 from typing import Any, TypeVar, cast
@@ -92,6 +92,39 @@ def rows_update(
                 raise DatabaseError(
                     f"{model.__name__} update matched {cursor.rowcount} of {len(params)} rows"
                 )
+
+
+def rows_counted(
+    model: type[Model],
+    column: str,
+    added: Mapping[Any, int],
+    *,
+    also: Mapping[str, Any],
+    using: str = DEFAULT_DB_ALIAS,
+) -> None:
+    """Add ``added[pk]`` to each row's ``column`` and set the columns of ``also``, as
+    ``filter(pk=pk).update(column=F(column) + n, **also)`` would, with nothing read back:
+    queued with the other row writes (rowcursor.batch_transaction)."""
+    if not added:
+        return
+    connection = connections[using]
+    names = tuple(also)
+    prepared = [f.get_db_prep_save(also[f.name], connection) for f in _fields(model, names)]
+    with cursor_for(connection) as cursor:
+        cursor.executemany(
+            _counted_sql(model, column, names, using),
+            [[n, *prepared, pk] for pk, n in added.items()],
+        )
+
+
+@cache
+def _counted_sql(model: type[Model], column: str, names: tuple[str, ...], using: str) -> str:
+    quote = connections[using].ops.quote_name
+    counted = quote(_column(model, column))
+    assignments = "".join(f", {quote(field.column)} = %s" for field in _fields(model, names))
+    table, key = quote(model._meta.db_table), quote(_column(model, "pk"))
+    # Names come from the model's own metadata, never from input.
+    return f"UPDATE {table} SET {counted} = {counted} + %s{assignments} WHERE {key} = %s"  # noqa: S608
 
 
 def rows_insert(

@@ -5,13 +5,11 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, transaction
-from django.db.models import F
 from django.utils import timezone
 
 from calls.batchread import CALL_MERGE_COLUMNS, BatchRead, batch_read
@@ -19,9 +17,10 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
-from calls.rowcursor import commit_pipelined, pipelined, shared_cursor
+from calls.rowcursor import batch_transaction, shared_cursor
 from calls.rowwrites import (
     row_new,
+    rows_counted,
     rows_insert,
     rows_locked,
     rows_update,
@@ -220,26 +219,21 @@ class _Taken:
 
 
 def _recorded_once(deliveries: Sequence[IncomingDelivery], taken: _Taken) -> list[DeliveryOutcome]:
-    # The cursor outlives the transaction, and the transaction its pipeline, which ends
-    # with the COMMIT (rowcursor.commit_pipelined). Only a transaction of its own: inside
-    # another, this block ends with a savepoint's release, which would leave an error in
-    # the writes to surface after Django took the block for done.
+    # The cursor outlives the transaction, and the transaction its pipeline. Only a
+    # transaction of its own: inside another, this block ends with a savepoint's release,
+    # which would leave an error in the writes to surface after Django took it for done.
     outermost = not connection.in_atomic_block
-    with shared_cursor(), transaction.atomic(), ExitStack() as pipeline:
-        outcomes = _events_recorded(deliveries, taken, pipeline if outermost else None)
-        commit_pipelined(pipeline)
-        return outcomes
+    with shared_cursor(), transaction.atomic(), batch_transaction(outermost=outermost):
+        return _events_recorded(deliveries, taken)
 
 
 def _events_recorded(
-    deliveries: Sequence[IncomingDelivery], taken: _Taken, pipeline: ExitStack | None
+    deliveries: Sequence[IncomingDelivery], taken: _Taken
 ) -> list[DeliveryOutcome]:
     now = timezone.now()
     digests = [hashlib.sha256(d.raw_body).hexdigest() for d in deliveries]
     call_ids = {d.event.call_id for d in deliveries}
     read = batch_read(call_ids, set(digests))
-    if pipeline is not None:  # what is left reads nothing back: sent with the COMMIT
-        pipelined(connection, pipeline)
     calls, new_calls = _calls_by_id(read, call_ids)
     rows = _new_event_rows(deliveries, digests, calls=calls, read=read, now=now)
     taken.call_ids.extend(call.call_id for call in new_calls)
@@ -374,10 +368,6 @@ def _stored_event(key: int) -> CallEvent:
 
 
 def _count_redeliveries(counts: Mapping[int, int], *, now: datetime) -> None:
-    """Add each stored event's re-deliveries in this batch to its count; read nothing back,
-    so on PostgreSQL the update goes with the COMMIT."""
-    for times in set(counts.values()):
-        keys = [key for key, n in counts.items() if n == times]
-        CallEvent.objects.filter(pk__in=keys).update(
-            delivery_count=F("delivery_count") + times, last_received_at=now
-        )
+    """Add each stored event's re-deliveries in this batch to its count; nothing is read
+    back, so on PostgreSQL the update goes with the COMMIT."""
+    rows_counted(CallEvent, "delivery_count", counts, also={"last_received_at": now})

@@ -19,6 +19,7 @@ from calls import merge, services
 from calls.batchread import BatchRead
 from calls.models import Call, CallEvent
 from calls.payloads import parse_webhook
+from calls.rowpipeline import DeferredStatements
 from calls.rowwrites import rows_keys_reserved
 from calls.services import IncomingDelivery, call_event_record, call_events_record
 from tests import retell
@@ -334,37 +335,22 @@ def test_a_new_call_that_keeps_being_stored_meanwhile_fails_without_writing(monk
     assert Call.objects.get().status == "ongoing"
 
 
-def _pipeline_status() -> str:
-    from psycopg.pq import PipelineStatus  # only on PostgreSQL
-
-    return PipelineStatus(connection.connection.pgconn.pipeline_status).name
-
-
 @pytest.mark.django_db(transaction=True)
-def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
-    """Outside any transaction (as the writer runs it), the writes after the merge go out
-    in PostgreSQL's pipeline mode, answered with the COMMIT; SQLite writes as before."""
-    real_update = services.rows_update
-    pipeline_states = []
+def test_a_batch_of_its_own_waits_on_postgresql_twice(monkeypatch):
+    """Outside any transaction (as the writer runs it), a batch on PostgreSQL sends its
+    statements twice: its BEGIN with its read, then every write with the COMMIT (a
+    re-delivery's count too). SQLite writes as before. (The first batch in a while also
+    looks for notification destinations, which sends what is queued before it.)"""
+    sent: list[list[str]] = []
+    real_flush = DeferredStatements.flush
 
-    def spying(changes: Any) -> None:
-        pipeline_states.append(_pipeline_status())
-        real_update(changes)
+    def recorded(statements: DeferredStatements) -> None:
+        sent.append([sql.split()[0] for sql in statements.queued()])
+        real_flush(statements)
 
-    syncs = []
-    if connection.vendor == "postgresql":
-        from psycopg._pipeline_base import BasePipeline
-
-        real_sync = BasePipeline._enqueue_sync
-
-        def counted_sync(pipeline: BasePipeline) -> None:
-            syncs.append(1)
-            real_sync(pipeline)
-
-        monkeypatch.setattr(services, "rows_update", spying)
-        monkeypatch.setattr(BasePipeline, "_enqueue_sync", counted_sync)
     bodies = lifecycle_bodies(CALL_ID)
-    call_events_record(deliveries=[incoming(bodies[0])])
+    call_events_record(deliveries=[incoming(bodies[0])])  # (and looks for destinations)
+    monkeypatch.setattr(DeferredStatements, "flush", recorded)
     outcomes = call_events_record(deliveries=[incoming(bodies[3]), incoming(bodies[0])])
     assert [outcome.created for outcome in outcomes] == [True, False]
     assert not connection.in_atomic_block
@@ -372,10 +358,12 @@ def test_a_batch_of_its_own_sends_its_writes_with_the_commit(monkeypatch):
     assert (call.status, call.call_object_event_id) == ("ended", outcomes[0].event.pk)
     assert CallEvent.objects.get(pk=outcomes[1].event.pk).delivery_count == 2
     if connection.vendor == "postgresql":
-        assert pipeline_states == ["ON", "ON"]
-        assert _pipeline_status() == "OFF"
-        # One wait per batch on the pipeline, for everything it sent, COMMIT included.
-        assert len(syncs) == 2
+        assert [verbs for verbs in sent if verbs] == [
+            ["BEGIN", "WITH"],
+            ["INSERT", "UPDATE", "UPDATE", "COMMIT"],  # the event, the call, the count
+        ]
+    else:
+        assert sent == []
 
 
 @pytest.mark.django_db(transaction=True)
