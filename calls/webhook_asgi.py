@@ -65,9 +65,12 @@ async def webhook_endpoint(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [*STATIC_HEADERS, (b"content-length", str(len(body)).encode("ascii"))]
     await send({"type": "http.response.start", "status": reply.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
-    metrics.REQUEST_LATENCY.labels(
-        view="webhook", method=scope["method"], status=str(reply.status)
-    ).observe(time.perf_counter() - started)
+    metrics.request_answered(
+        view="webhook",
+        method=scope["method"],
+        status=reply.status,
+        seconds=time.perf_counter() - started,
+    )
 
 
 async def _answer(scope: Scope, receive: Receive) -> webhook.Reply:

@@ -195,6 +195,15 @@ def test_it_times_requests_by_view_name(client):
     assert REGISTRY.get_sample_value(name, labels) == before + 1
 
 
+def test_a_series_kept_between_calls_goes_on_counting_in_the_registry(client):
+    labels = {"view": "ping", "method": "GET", "status": "200"}
+    name = "retellhub_http_request_duration_seconds_count"
+    before = REGISTRY.get_sample_value(name, labels) or 0.0
+    for _ in range(3):
+        client.get("/ping")
+    assert REGISTRY.get_sample_value(name, labels) == before + 3
+
+
 def test_it_times_webhooks_under_the_same_name_on_both_transports(webhook_client):
     labels = {"view": "webhook", "method": "GET", "status": "405"}
     name = "retellhub_http_request_duration_seconds_count"
