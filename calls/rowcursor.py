@@ -52,17 +52,18 @@ def cursor_for(connection: Any) -> Iterator[Any]:
 
 @contextmanager
 def batch_transaction(*, outermost: bool, using: str = DEFAULT_DB_ALIAS) -> Iterator[None]:
-    """On PostgreSQL, for a transaction of its own (``outermost``: Django's atomic block
-    opened just before this one and has sent nothing yet), queue the block's row writes and
-    send them together (calls/rowpipeline.py): a statement whose rows are read waits for
-    its answer, the rest go with the COMMIT. Elsewhere, nothing changes.
+    """The row writes of the block (inside Django's atomic block) share one cursor
+    (``shared_cursor``). On PostgreSQL, for a transaction of its own (``outermost``: the
+    atomic block opened just before this one and has sent nothing yet), that cursor queues
+    them and sends them together (calls/rowpipeline.py): a statement whose rows are read
+    waits for its answer, the rest go with the COMMIT.
 
-    BEGIN and COMMIT are the block's own, with psycopg's autocommit on meanwhile, so that
-    psycopg adds neither, and the BEGIN goes with the first read rather than waiting on its
-    own; Django's commit at the end of the atomic block then finds the transaction closed
-    and sends nothing. A webhook batch so waits twice: for its read, and for its COMMIT.
-    Anything else run meanwhile through Django (the outbox's rows, say) first sends what
-    is queued, so statements still run in the order they were made.
+    There the block sends BEGIN and COMMIT itself: the BEGIN goes with the first read
+    rather than waiting on its own, as psycopg's cursors would have it wait, and Django's
+    commit at the end of the atomic block finds the transaction closed and sends nothing.
+    A webhook batch so waits twice: for its read, and for its COMMIT. Anything run
+    meanwhile through Django (the outbox's rows, say) first sends what is queued, so
+    statements still run in the order they were made.
 
     Errors of queued statements (a unique key taken meanwhile, say) surface where they are
     sent, and ``rowcount`` is not known before then, so ``rows_update`` does not check it.
@@ -70,41 +71,35 @@ def batch_transaction(*, outermost: bool, using: str = DEFAULT_DB_ALIAS) -> Iter
     connection = connections[using]
     psycopg_connection = connection.connection
     if not outermost or connection.vendor != "postgresql" or psycopg_connection is None:
-        yield
+        with shared_cursor(using):
+            yield
         return
     statements = DeferredStatements(connection)
-    shared = _shared_cursors.get(connection)
-    psycopg_connection.autocommit = True  # idle: Django's atomic block has sent nothing yet
+    outer = _shared_cursors.get(connection)  # a block around this one: back to it after
     _shared_cursors[connection] = statements
     try:
         statements.execute("BEGIN")
-        with connection.execute_wrapper(_after(statements)):
+        with connection.execute_wrapper(_queue_sent_first(statements)):
             yield
         statements.execute("COMMIT")
         statements.flush()
     finally:
-        if shared is None:
+        if outer is None:
             del _shared_cursors[connection]
         else:
-            _shared_cursors[connection] = shared
-        _handed_back(psycopg_connection)
+            _shared_cursors[connection] = outer
+        if psycopg_connection.info.transaction_status in _OPEN:
+            psycopg_connection.rollback()  # an error in the block: Django's rollback follows
 
 
-def _after(statements: DeferredStatements) -> Any:
-    def queued_first(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+def _queue_sent_first(statements: DeferredStatements) -> Any:
+    """An execute wrapper: a statement run through Django goes after what is queued."""
+
+    def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
         statements.flush()
         return execute(sql, params, many, context)
 
-    return queued_first
-
-
-def _handed_back(psycopg_connection: Any) -> None:
-    """The connection as Django's atomic block left it: autocommit off, no transaction."""
-    if psycopg_connection.info.transaction_status in _OPEN:
-        psycopg_connection.rollback()  # an error in the block: Django's rollback follows
-    # A broken connection (status unknown) is left as it is: Django discards it.
-    if psycopg_connection.info.transaction_status == TransactionStatus.IDLE:
-        psycopg_connection.autocommit = False
+    return wrapper
 
 
 _OPEN = (TransactionStatus.INTRANS, TransactionStatus.INERROR)

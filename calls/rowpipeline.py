@@ -18,6 +18,11 @@ record of its prepared statements: after ``prepare_threshold`` runs, at most
 ``prepared_max`` at once, none where the connection prepares nothing
 (``DATABASE_PREPARED_STATEMENTS`` off, behind PgBouncer). psycopg deallocates them all
 after a ROLLBACK and forgets them, and these forget them with it.
+
+The pieces of psycopg used here (``PostgresQuery``, which converts a statement as its
+cursors do, and the connection's ``PrepareManager``) are internal to psycopg, though
+unchanged through its 3.x releases: requirements.txt pins psycopg, and
+tests/test_rowpipeline.py exercises each of them against PostgreSQL.
 """
 
 from __future__ import annotations
@@ -107,8 +112,8 @@ class DeferredStatements:
             finally:
                 self._pgconn.exit_pipeline_mode()
             self._validated(sent, answers)
-            # Deallocations psycopg asks for (the least used statement, past its limit).
-            self._connection.wait(self._prepared.maintain_gen(self._connection))
+            if self._prepared._to_flush:  # deallocations psycopg asks for (past its limit)
+                self._connection.wait(self._prepared.maintain_gen(self._connection))
         self._last = answers[-1]
         self.rowcount = _rows(self._last)
 

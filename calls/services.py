@@ -17,7 +17,7 @@ from calls.merge import Observation, merge, observation_version
 from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
-from calls.rowcursor import batch_transaction, shared_cursor
+from calls.rowcursor import batch_transaction
 from calls.rowwrites import (
     row_new,
     rows_counted,
@@ -219,11 +219,11 @@ class _Taken:
 
 
 def _recorded_once(deliveries: Sequence[IncomingDelivery], taken: _Taken) -> list[DeliveryOutcome]:
-    # The cursor outlives the transaction, and the transaction its pipeline. Only a
-    # transaction of its own: inside another, this block ends with a savepoint's release,
-    # which would leave an error in the writes to surface after Django took it for done.
+    # Statements queued only in a transaction of its own: inside another, this block ends
+    # with a savepoint's release, which would leave an error in the queued writes to
+    # surface after Django took the block for done.
     outermost = not connection.in_atomic_block
-    with shared_cursor(), transaction.atomic(), batch_transaction(outermost=outermost):
+    with transaction.atomic(), batch_transaction(outermost=outermost):
         return _events_recorded(deliveries, taken)
 
 
