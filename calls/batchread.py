@@ -29,14 +29,14 @@ from django.db import DEFAULT_DB_ALIAS, connections
 
 from calls.models import Call, CallEvent
 from calls.rowcursor import cursor_for
-from calls.rowwrites import (
+from calls.rowreads import (
     column_converters,
     converted,
     locked_names,
     planned_each_time,
-    rows_keys_reserved,
     rows_locked,
 )
+from calls.rowwrites import rows_keys_reserved
 
 # What the merge reads of a locked call; it writes only what changed. The rest (the
 # transcript twice over is tens of KB of JSON to decode) is not read; code that does use a

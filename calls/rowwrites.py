@@ -16,12 +16,10 @@ written here (tests/test_rowwrites.py checks).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any, TypeVar, cast
 
-from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, NotSupportedError, connections
 from django.db.models import Field, Model
 
@@ -120,9 +118,9 @@ def rows_counted(
 @cache
 def _counted_sql(model: type[Model], column: str, names: tuple[str, ...], using: str) -> str:
     quote = connections[using].ops.quote_name
-    counted = quote(_column(model, column))
+    counted = quote(column_of(model, column))
     assignments = "".join(f", {quote(field.column)} = %s" for field in _fields(model, names))
-    table, key = quote(model._meta.db_table), quote(_column(model, "pk"))
+    table, key = quote(model._meta.db_table), quote(column_of(model, "pk"))
     # Names come from the model's own metadata, never from input.
     return f"UPDATE {table} SET {counted} = {counted} + %s{assignments} WHERE {key} = %s"  # noqa: S608
 
@@ -191,7 +189,7 @@ def rows_keys_reserved(
     with cursor_for(connection) as cursor:
         if connection.vendor == "postgresql":
             table = connection.ops.quote_name(model._meta.db_table)
-            cursor.execute(_NEXT_KEYS_SQL, [table, _column(model, "pk"), count])
+            cursor.execute(_NEXT_KEYS_SQL, [table, column_of(model, "pk"), count])
             return [row[0] for row in cursor.fetchall()]
         if connection.vendor == "sqlite" and connection.in_atomic_block:
             cursor.execute(_highest_key_sql(model, using), [model._meta.db_table])
@@ -205,7 +203,7 @@ def _highest_key_sql(model: type[Model], using: str) -> str:
     # AUTOINCREMENT keeps the highest key ever given in sqlite_sequence (no row before the
     # first insert); the table's own highest covers a table made without it.
     quote = connections[using].ops.quote_name
-    table, key = quote(model._meta.db_table), quote(_column(model, "pk"))
+    table, key = quote(model._meta.db_table), quote(column_of(model, "pk"))
     return (
         "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = %s), 0), "  # noqa: S608
         f"COALESCE((SELECT MAX({key}) FROM {table}), 0))"
@@ -243,96 +241,9 @@ def _inserted(
     return returned
 
 
-def rows_locked(
-    model: type[M],
-    *,
-    key: str,
-    values: Collection[Any],
-    columns: Sequence[str],
-    using: str = DEFAULT_DB_ALIAS,
-) -> list[M]:
-    """The rows whose ``key`` is one of ``values``, loading only ``columns`` (the rest are
-    deferred), in ``key`` order. Where the database has row locks (PostgreSQL) they are
-    locked FOR UPDATE until the transaction ends; SQLite's write transaction locks it all.
-    """
-    if not values:
-        return []
-    names = locked_names(model, key, tuple(columns))
-    converters = column_converters(model, names, using)
-    connection = connections[using]
-    with cursor_for(connection) as cursor, planned_each_time(connection):
-        cursor.execute(_locked_sql(model, key, names, len(values), using), sorted(values))
-        rows = cursor.fetchall()
-    return [model.from_db(using, names, converted(row, converters, connection)) for row in rows]
-
-
-@contextmanager
-def planned_each_time(connection: Any) -> Iterator[None]:
-    """On PostgreSQL, statements sent meanwhile are not prepared: the server plans each for
-    its own parameters and the table as it is now.
-
-    A prepared statement is planned once for any parameters (a generic plan) and keeps that
-    plan until the table's statistics change. The webhook's locked read was prepared within
-    seconds of a deployment's first deliveries, while the calls table was nearly empty, so
-    its plan scanned the whole table, and kept doing so as it grew until autovacuum first
-    analysed it. Writing 3,000 deliveries into a fresh database on the 2-core benchmark
-    machine, those scans were about 40% of PostgreSQL's CPU; planning once per batch costs
-    far less. Where the connection's planner never picks a sequential scan over an index
-    (``DATABASE_INDEX_SCANS_ONLY``: the webhook writer processes), a kept plan uses the
-    index whatever the statistics say, and the read is prepared like any other.
-    """
-    psycopg_connection = connection.connection
-    if connection.vendor != "postgresql" or psycopg_connection is None:
-        yield
-        return
-    if settings.DATABASE_INDEX_SCANS_ONLY:  # any plan it keeps uses the index
-        yield
-        return
-    threshold = psycopg_connection.prepare_threshold
-    psycopg_connection.prepare_threshold = None  # psycopg: prepare nothing
-    try:
-        yield
-    finally:
-        psycopg_connection.prepare_threshold = threshold
-
-
-# A locked read builds its rows itself rather than through ``Model.objects.raw``: RawQuerySet
-# works out the columns, their fields and their converters again on every query, which took
-# more of the webhook's CPU than reading the rows. Converters are called as a queryset calls
-# them: (value, expression, connection), the connection being the caller's own.
-Converter = Callable[[Any, Any, Any], Any]
-ColumnConverters = tuple[Any, tuple[Converter, ...]]  # (column expression, converters)
-
-
-def converted(
-    row: Sequence[Any], columns: Sequence[ColumnConverters], connection: Any
-) -> list[Any]:
-    values = list(row)
-    for index, (column, steps) in enumerate(columns):
-        for step in steps:
-            values[index] = step(values[index], column, connection)
-    return values
-
-
-@cache
-def column_converters(
-    model: type[Model], names: tuple[str, ...], using: str
-) -> tuple[ColumnConverters, ...]:
-    """Per column, what turns the database's value into the field's (the backend's
-    converters, then the field's ``from_db_value``), as a queryset applies them."""
-    ops = connections[using].ops  # its converters read only configuration, alike per thread
-    columns = []
-    for name in names:
-        field = _field(model, name)
-        column = field.get_col(model._meta.db_table)
-        steps = (*ops.get_db_converters(column), *column.get_db_converters(connections[using]))
-        columns.append((column, steps))
-    return tuple(columns)
-
-
 @cache
 def _fields(model: type[Model], names: tuple[str, ...]) -> tuple[Field[Any, Any], ...]:
-    return tuple(_field(model, name) for name in names)
+    return tuple(field_of(model, name) for name in names)
 
 
 @cache
@@ -357,7 +268,7 @@ def _update_sql(model: type[Model], names: tuple[str, ...], using: str) -> str:
     meta = model._meta
     assignments = ", ".join(f"{quote(field.column)} = %s" for field in _fields(model, names))
     # Names come from the model's own metadata, never from input.
-    table, key = quote(meta.db_table), quote(_column(model, "pk"))
+    table, key = quote(meta.db_table), quote(column_of(model, "pk"))
     return f"UPDATE {table} SET {assignments} WHERE {key} = %s"  # noqa: S608
 
 
@@ -370,46 +281,21 @@ def _insert_sql(
     columns = ", ".join(quote(field.column) for field in fields)
     row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     values = ", ".join([row] * rows)
-    table, pk = quote(model._meta.db_table), quote(_column(model, "pk"))
+    table, pk = quote(model._meta.db_table), quote(column_of(model, "pk"))
     if keyed:
         ending = ""  # the keys are the rows' own: nothing to read back
     elif unless_exists is None:
         ending = f"RETURNING {pk}"
     else:
-        unique = quote(_column(model, unless_exists))
+        unique = quote(column_of(model, unless_exists))
         ending = f"ON CONFLICT ({unique}) DO NOTHING RETURNING {pk}, {unique}"
     return f"INSERT INTO {table} ({columns}) VALUES {values} {ending}".rstrip()  # noqa: S608
 
 
-def _column(model: type[Model], name: str) -> str:
-    return _field(model, name).column
+def column_of(model: type[Model], name: str) -> str:
+    return field_of(model, name).column
 
 
-def _field(model: type[Model], name: str) -> Field[Any, Any]:
+def field_of(model: type[Model], name: str) -> Field[Any, Any]:
     field = model._meta.pk if name == "pk" else model._meta.get_field(name)
     return cast(Field[Any, Any], field)
-
-
-@cache
-def locked_names(model: type[Model], key: str, columns: tuple[str, ...]) -> tuple[str, ...]:
-    """The attribute names a locked read loads (the primary key, ``key``, ``columns``) in
-    the model's field order, which ``Model.from_db`` expects."""
-    loaded = {_field(model, name).attname for name in ("pk", key, *columns)}
-    return tuple(f.attname for f in model._meta.concrete_fields if f.attname in loaded)
-
-
-@cache
-def _locked_sql(
-    model: type[Model], key: str, names: tuple[str, ...], count: int, using: str
-) -> str:
-    connection = connections[using]
-    quote = connection.ops.quote_name
-    meta = model._meta
-    selected = ", ".join(quote(_column(model, name)) for name in names)
-    key_column = quote(_column(model, key))
-    placeholders = ", ".join(["%s"] * count)
-    lock = " FOR UPDATE" if connection.features.has_select_for_update else ""
-    return (
-        f"SELECT {selected} FROM {quote(meta.db_table)} "  # noqa: S608
-        f"WHERE {key_column} IN ({placeholders}) ORDER BY {key_column}{lock}"
-    )

@@ -18,13 +18,8 @@ from calls.models import TRANSCRIPT_DOCUMENTS, Call, CallEvent, EventSource
 from calls.payloads import WebhookEvent, call_fields
 from calls.realtime import calls_broadcast_on_commit
 from calls.rowcursor import batch_transaction
-from calls.rowwrites import (
-    row_new,
-    rows_counted,
-    rows_insert,
-    rows_locked,
-    rows_update,
-)
+from calls.rowreads import rows_locked
+from calls.rowwrites import row_new, rows_counted, rows_insert, rows_update
 from notifications.services import outbox_enqueue_for_delivery
 
 

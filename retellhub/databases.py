@@ -108,7 +108,7 @@ def index_scans_only() -> bool:
 
     Their statements all find rows by a unique key. A plan prepared while a table was
     nearly empty, before autovacuum first analysed it, would otherwise scan the whole table
-    for as long as it is kept (calls/rowwrites.py's locked read), so that read had to be
+    for as long as it is kept (calls/rowreads.py's locked read), so that read had to be
     planned anew for every batch: about a tenth of PostgreSQL's CPU per delivery on the
     2-core benchmark machine. With sequential scans priced out it is prepared once and
     finds its rows by the index whatever the statistics say.

@@ -14,11 +14,11 @@ from django.utils import timezone
 
 from calls.models import Call, CallEvent
 from calls.rowcursor import shared_cursor
+from calls.rowreads import rows_locked
 from calls.rowwrites import (
     row_new,
     rows_insert,
     rows_keys_reserved,
-    rows_locked,
     rows_update,
 )
 from tests.factories import CallFactory
