@@ -26,6 +26,7 @@ from functools import cache
 from typing import Any
 
 from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Model
 
 from calls.models import Call, CallEvent
 from calls.rowcursor import cursor_for
@@ -33,10 +34,11 @@ from calls.rowreads import (
     column_converters,
     converted,
     locked_names,
+    locked_sql,
     planned_each_time,
     rows_locked,
 )
-from calls.rowwrites import rows_keys_reserved
+from calls.rowwrites import column_of, rows_keys_reserved
 
 # What the merge reads of a locked call; it writes only what changed. The rest (the
 # transcript twice over is tens of KB of JSON to decode) is not read; code that does use a
@@ -100,33 +102,31 @@ def _read_at_once(
 
 @cache
 def _read_sql(calls: int, digests: int, using: str) -> str:
-    """Lock the stored calls and find the stored bodies (each once: MATERIALIZED), then
-    take a key from each table's sequence for every call and body not found."""
-    quote = connections[using].ops.quote_name
+    """The locked read and the stored bodies (each run once: MATERIALIZED), then a key from
+    each table's sequence for every call and body they did not find."""
     names = locked_names(Call, "call_id", CALL_MERGE_COLUMNS)
-    meta = Call._meta
-    selected = ", ".join(quote(f.column) for f in meta.concrete_fields if f.attname in names)
+    locked = locked_sql(Call, "call_id", names, calls, using)
+    quote = connections[using].ops.quote_name
+    selected = ", ".join(quote(column_of(Call, name)) for name in names)
     nulls = ", ".join(["NULL"] * (len(names) - 1))
-    call_table, event_table = quote(meta.db_table), quote(CallEvent._meta.db_table)
-    call_id, digest = quote("call_id"), quote("body_sha256")
-    in_calls, in_digests = ", ".join(["%s"] * calls), ", ".join(["%s"] * digests)
-    # Names come from the models' own metadata, never from input.
+    # Names come from the models' own metadata, never from input. A stored event's row is
+    # (key, digest), padded with nulls to the locked read's width.
     return (
-        f"WITH locked AS MATERIALIZED (SELECT {selected} FROM {call_table} "  # noqa: S608
-        f"WHERE {call_id} IN ({in_calls}) ORDER BY {call_id} FOR UPDATE), "
-        f"stored AS MATERIALIZED (SELECT id, {digest} FROM {event_table} "
-        f"WHERE {digest} IN ({in_digests})) "
+        f"WITH locked AS MATERIALIZED ({locked}), "  # noqa: S608
+        f"stored AS MATERIALIZED ({_stored_sql(digests, using)}) "
         f"SELECT {_CALL}, {selected} FROM locked "
-        f"UNION ALL SELECT {_NEW_CALL_KEY}, {_next_key(call_table)}, {nulls} "
+        f"UNION ALL SELECT {_NEW_CALL_KEY}, {_next_key(Call, using)}, {nulls} "
         "FROM generate_series(1, %s - (SELECT count(*) FROM locked)) "
-        f"UNION ALL SELECT {_EVENT}, id, {digest}, {nulls.removeprefix('NULL, ')} FROM stored "
-        f"UNION ALL SELECT {_NEW_EVENT_KEY}, {_next_key(event_table)}, {nulls} "
+        f"UNION ALL SELECT {_EVENT}, *, {nulls.removeprefix('NULL, ')} FROM stored "
+        f"UNION ALL SELECT {_NEW_EVENT_KEY}, {_next_key(CallEvent, using)}, {nulls} "
         "FROM generate_series(1, %s - (SELECT count(*) FROM stored))"
     )
 
 
-def _next_key(table: str) -> str:
-    return f"nextval(pg_get_serial_sequence('{table}', 'id'))"
+def _next_key(model: type[Model], using: str) -> str:
+    quote = connections[using].ops.quote_name
+    table, key = quote(model._meta.db_table), column_of(model, "pk")
+    return f"nextval(pg_get_serial_sequence('{table}', '{key}'))"
 
 
 def _stored_events(digests: Collection[str], connection: Any, using: str) -> dict[str, int]:
@@ -134,12 +134,14 @@ def _stored_events(digests: Collection[str], connection: Any, using: str) -> dic
         return {}
     with cursor_for(connection) as cursor:
         cursor.execute(_stored_sql(len(digests), using), list(digests))
-        return dict(cursor.fetchall())
+        return {digest: key for key, digest in cursor.fetchall()}
 
 
 @cache
 def _stored_sql(count: int, using: str) -> str:
+    """The keys and digests of the stored events among ``count`` digests."""
     quote = connections[using].ops.quote_name
-    table, digest = quote(CallEvent._meta.db_table), quote("body_sha256")
+    table, key = quote(CallEvent._meta.db_table), quote(column_of(CallEvent, "pk"))
+    digest = quote(column_of(CallEvent, "body_sha256"))
     placeholders = ", ".join(["%s"] * count)
-    return f"SELECT {digest}, id FROM {table} WHERE {digest} IN ({placeholders})"  # noqa: S608
+    return f"SELECT {key}, {digest} FROM {table} WHERE {digest} IN ({placeholders})"  # noqa: S608

@@ -37,7 +37,7 @@ def rows_locked(
     converters = column_converters(model, names, using)
     connection = connections[using]
     with cursor_for(connection) as cursor, planned_each_time(connection):
-        cursor.execute(_locked_sql(model, key, names, len(values), using), sorted(values))
+        cursor.execute(locked_sql(model, key, names, len(values), using), sorted(values))
         rows = cursor.fetchall()
     return [model.from_db(using, names, converted(row, converters, connection)) for row in rows]
 
@@ -115,9 +115,8 @@ def locked_names(model: type[Model], key: str, columns: tuple[str, ...]) -> tupl
 
 
 @cache
-def _locked_sql(
-    model: type[Model], key: str, names: tuple[str, ...], count: int, using: str
-) -> str:
+def locked_sql(model: type[Model], key: str, names: tuple[str, ...], count: int, using: str) -> str:
+    """The locked read of ``count`` keys: ``names`` (``locked_names``) in that order."""
     connection = connections[using]
     quote = connection.ops.quote_name
     meta = model._meta

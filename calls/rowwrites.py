@@ -140,7 +140,7 @@ def rows_insert(
     inserts and tells what was there already. With ``keyed``, the rows' own primary keys
     are inserted (from ``rows_keys_reserved``) instead of the database's next ones, and
     nothing is read back: an insert that can be sent without waiting for its answer
-    (rowcursor.pipelined), so it cannot skip rows and say which.
+    (rowcursor.batch_transaction), so it cannot skip rows and say which.
     """
     if keyed and unless_exists is not None:
         raise ValueError("a keyed insert reads nothing back: it cannot skip stored rows")
